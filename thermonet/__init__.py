@@ -1,0 +1,12 @@
+"""thermonet: thermodynamics of scale-invariant neural networks."""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+try:
+    __version__ = _version("thermonet")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+from thermonet.errors import InputError, StoreError, ThermonetError
+
+__all__ = ["__version__", "InputError", "StoreError", "ThermonetError"]

@@ -1,0 +1,1 @@
+"""One module per ``thermonet`` subcommand; see :mod:`thermonet.cli`."""

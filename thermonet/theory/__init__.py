@@ -1,0 +1,1 @@
+"""Theory objects: protocols, equations of state, potentials, processes, systems."""

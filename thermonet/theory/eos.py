@@ -1,0 +1,365 @@
+"""Equations of state: the relation between pressure P, volume V and temperature T.
+
+Each subclass states its relation once, as a SymPy expression that vanishes on the
+equation of state (:meth:`EquationOfState.relation_template`). Everything else is
+derived by the base class: solving for any of P, V, T, numeric (lambdified) functions,
+and least-squares fits to measured states.
+
+Conventions: ``V = rho**2 / 2``, ``P`` is the (effective) weight decay, ``T`` the
+temperature, and ``N_R = (D - 1) / 2`` the gas constant of the ideal gas ``P V = N_R T``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import ClassVar
+
+import attrs
+import numpy as np
+import sympy as sp
+from scipy import optimize
+
+from thermonet.errors import InputError
+from thermonet.theory import _validate
+from thermonet.theory.symbols import P, T, V
+
+_STATE = {"P": P, "V": V, "T": T}
+
+
+@attrs.frozen(kw_only=True)
+class FitResult:
+    """Outcome of :meth:`EquationOfState.fit`.
+
+    Residuals are in log-pressure, ``ln P_model(T, V) - ln P_measured``; ``r2`` compares
+    their sum of squares with the spread of ``ln P``. ``aic``/``bic`` use the Gaussian
+    log-likelihood of those residuals, ``n ln(RSS/n) + 2k`` and ``n ln(RSS/n) + k ln n``.
+    """
+
+    eos: "EquationOfState"
+    parameters: dict[str, float]
+    uncertainties: dict[str, float]
+    residuals: np.ndarray
+    r2: float
+    aic: float
+    bic: float
+    rss: float
+    n_observations: int
+    n_parameters: int
+    success: bool
+    message: str = ""
+
+    def summary(self) -> str:
+        """One line per parameter plus the goodness-of-fit figures."""
+        lines = [f"{type(self.eos).__name__}: R2={self.r2:.4f} AIC={self.aic:.2f} BIC={self.bic:.2f}"]
+        for name, value in self.parameters.items():
+            lines.append(f"  {name} = {value:.6g} +/- {self.uncertainties[name]:.2g}")
+        return "\n".join(lines)
+
+
+@attrs.frozen(kw_only=True)
+class EquationOfState(abc.ABC):
+    """Abstract equation of state ``f(P, V, T; parameters) = 0``.
+
+    Parameters
+    ----------
+    dim:
+        Number of scale-invariant parameters D (>= 2). ``None`` keeps D symbolic.
+    n_r:
+        Gas constant N_R; defaults to ``(dim - 1) / 2``.
+
+    Subclasses list their free parameters in ``parameter_names`` (each also an attrs
+    field holding its value) and implement :meth:`relation_template`.
+    """
+
+    parameter_names: ClassVar[tuple[str, ...]] = ()
+
+    dim: float | None = attrs.field(default=None, validator=_validate.dimension)
+    n_r: float | None = attrs.field(default=None, validator=_validate.positive)
+
+    # ------------------------------------------------------------------ the one relation
+    @abc.abstractmethod
+    def relation_template(self, gas_constant: sp.Expr, params: dict[str, sp.Symbol]) -> sp.Expr:
+        """The relation in P, V, T that vanishes on the equation of state."""
+
+    # ------------------------------------------------------------------ derived symbolics
+    @property
+    def gas_constant(self) -> sp.Expr:
+        """N_R: explicit ``n_r``, else ``(dim - 1)/2``, else symbolic ``(D - 1)/2``."""
+        from thermonet.theory.symbols import N_R, D
+
+        if self.n_r is not None:
+            return sp.nsimplify(self.n_r)
+        if self.dim is not None:
+            return N_R.subs(D, sp.nsimplify(self.dim))
+        return N_R
+
+    @property
+    def parameter_symbols(self) -> dict[str, sp.Symbol]:
+        return {name: sp.Symbol(name, real=True) for name in self.parameter_names}
+
+    @property
+    def parameter_values(self) -> dict[str, float]:
+        return {name: float(getattr(self, name)) for name in self.parameter_names}
+
+    def relation(self, symbolic_parameters: bool = False) -> sp.Expr:
+        """The relation with the parameters substituted (or kept as symbols)."""
+        syms = self.parameter_symbols
+        expr = self.relation_template(self.gas_constant, syms)
+        if symbolic_parameters:
+            return expr
+        return expr.subs({syms[n]: sp.nsimplify(v) for n, v in self.parameter_values.items()})
+
+    def solve_for(self, variable: str, symbolic_parameters: bool = False) -> sp.Expr:
+        """Solve the relation for ``"P"``, ``"V"`` or ``"T"``.
+
+        Returns the unique solution that is real and positive at a test state; raises
+        :class:`InputError` when there is none or more than one (use the numeric
+        functions, which root-find, in that case).
+        """
+        target = _state_symbol(variable)
+        relation = self.relation(symbolic_parameters)
+        # Closed forms that pass through complex numbers (Cardano) are numerically
+        # unreliable; such relations are solved by root-finding instead.
+        candidates = [c for c in sp.solve(relation, target, dict=False) if not c.has(sp.I)]
+        if symbolic_parameters:
+            if len(candidates) == 1:
+                return sp.simplify(candidates[0])
+        good = [c for c in candidates if _positive_at_test_point(c)]
+        if len(good) == 1:
+            return sp.simplify(good[0])
+        raise InputError(
+            f"{type(self).__name__}: relation has {len(good)} admissible solutions for {variable} "
+            "(expected exactly one); use the numeric functions instead"
+        )
+
+    def compressibility(self) -> sp.Expr:
+        """Z = P V / (N_R T) as a function of T and V."""
+        return sp.simplify(self.solve_for("P") * V / (self.gas_constant * T))
+
+    # ------------------------------------------------------------------ numerics
+    def pressure(self, T_: np.ndarray, V_: np.ndarray) -> np.ndarray:
+        """P(T, V) evaluated numerically."""
+        return self._numeric("P")(T=T_, V=V_)
+
+    def volume(self, T_: np.ndarray, P_: np.ndarray) -> np.ndarray:
+        """V(T, P) evaluated numerically (root-finding where the solution is implicit)."""
+        return self._numeric("V")(T=T_, P=P_)
+
+    def temperature(self, P_: np.ndarray, V_: np.ndarray) -> np.ndarray:
+        """T(P, V) evaluated numerically."""
+        return self._numeric("T")(P=P_, V=V_)
+
+    def _numeric(self, variable: str) -> Callable[..., np.ndarray]:
+        self._require_numeric()
+        target = _state_symbol(variable)
+        others = [s for s in (P, V, T) if s is not target]
+        try:
+            expr = self.solve_for(variable)
+            fn = sp.lambdify(others, expr, "numpy")
+
+            def explicit(**values: np.ndarray) -> np.ndarray:
+                args = [np.asarray(values[str(s)], dtype=float) for s in others]
+                return np.asarray(fn(*args), dtype=float) * np.ones(np.broadcast_shapes(*(a.shape for a in args)))
+
+            return explicit
+        except InputError:
+            return self._implicit(target, others)
+
+    def _implicit(self, target: sp.Symbol, others: list[sp.Symbol]) -> Callable[..., np.ndarray]:
+        """Solve the relation for ``target`` by bracketing around the ideal-gas value."""
+        relation = self.relation()
+        f = sp.lambdify([target, *others], relation, "numpy")
+        ideal = IdealGas(dim=self.dim, n_r=self.n_r)._numeric(str(target))
+
+        def implicit(**values: np.ndarray) -> np.ndarray:
+            args = np.broadcast_arrays(*(np.asarray(values[str(s)], dtype=float) for s in others))
+            guess = np.broadcast_to(ideal(**values), args[0].shape)
+            out = np.empty(args[0].shape)
+            for idx in np.ndindex(out.shape):
+                a = [x[idx] for x in args]
+                g = float(guess[idx])
+
+                def h(log_x: float) -> float:
+                    return float(f(np.exp(log_x), *a))
+
+                out[idx] = np.exp(_bracket_root(h, np.log(g)))
+            return out
+
+        return implicit
+
+    def _require_numeric(self) -> None:
+        if self.dim is None and self.n_r is None:
+            raise InputError(
+                f"{type(self).__name__} needs dim (D >= 2) or n_r for numeric evaluation; "
+                "it was built with D symbolic"
+            )
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        P_: np.ndarray,
+        V_: np.ndarray,
+        T_: np.ndarray,
+        *,
+        temperature_scale: bool = False,
+    ) -> FitResult:
+        """Least-squares fit of the free parameters to measured states.
+
+        Parameters
+        ----------
+        P_, V_, T_:
+            Measured pressure, volume and temperature (any matching shapes; flattened).
+        temperature_scale:
+            Also fit a factor ``s`` with ``T -> s T`` (an unknown constant noise level).
+            It is reported as the parameter ``temperature_scale``.
+        """
+        self._require_numeric()
+        P_, V_, T_ = (np.asarray(x, dtype=float).ravel() for x in (P_, V_, T_))
+        if not (P_.shape == V_.shape == T_.shape):
+            raise InputError(f"P, V, T must have equal sizes, got {P_.size}, {V_.size}, {T_.size}")
+        ok = np.isfinite(P_) & np.isfinite(V_) & np.isfinite(T_)
+        if np.any((P_[ok] <= 0) | (V_[ok] <= 0) | (T_[ok] <= 0)):
+            raise InputError("fit needs P > 0, V > 0 and T > 0 for every measured state")
+        P_, V_, T_ = P_[ok], V_[ok], T_[ok]
+        names = list(self.parameter_names) + (["temperature_scale"] if temperature_scale else [])
+        if P_.size <= len(names):
+            raise InputError(f"fit needs more than {len(names)} finite states, got {P_.size}")
+
+        syms = self.parameter_symbols
+        p_expr = sp.solve(self.relation(symbolic_parameters=True), P)
+        if len(p_expr) != 1:
+            raise InputError(f"{type(self).__name__}: pressure is not explicit; cannot fit")
+        scale = sp.Symbol("temperature_scale", positive=True)
+        p_expr = p_expr[0].subs(T, scale * T)
+        fn = sp.lambdify([T, V, *syms.values(), scale], p_expr, "numpy")
+        log_p = np.log(P_)
+        x0 = [getattr(self, n) for n in self.parameter_names] + ([1.0] if temperature_scale else [])
+
+        def model(x: np.ndarray) -> np.ndarray:
+            params = list(x[: len(self.parameter_names)])
+            s = x[-1] if temperature_scale else 1.0
+            return np.asarray(fn(T_, V_, *params, s), dtype=float) * np.ones_like(T_)
+
+        def residuals(x: np.ndarray) -> np.ndarray:
+            p_model = model(x)
+            # A non-positive model pressure is unphysical: penalise it smoothly.
+            return np.where(p_model > 0, np.log(np.abs(p_model) + 1e-300) - log_p, 10.0 + np.abs(p_model))
+
+        if names:
+            sol = optimize.least_squares(residuals, np.asarray(x0, dtype=float), method="lm" if P_.size > len(names) else "trf")
+            x, success, message, jac = sol.x, bool(sol.success), str(sol.message), sol.jac
+        else:
+            x, success, message, jac = np.array([]), True, "no free parameters", np.zeros((P_.size, 0))
+        res = residuals(x)
+        n, k = res.size, len(names)
+        rss = float(res @ res)
+        tss = float(((log_p - log_p.mean()) ** 2).sum())
+        dof = max(n - k, 1)
+        if k:
+            try:
+                cov = np.linalg.inv(jac.T @ jac) * rss / dof
+                err = np.sqrt(np.clip(np.diag(cov), 0, None))
+            except np.linalg.LinAlgError:
+                err = np.full(k, np.nan)
+        else:
+            err = np.array([])
+        values = dict(zip(names, map(float, x)))
+        fitted = attrs.evolve(self, **{nm: values[nm] for nm in self.parameter_names})
+        rss_n = max(rss / n, 1e-300)
+        return FitResult(
+            eos=fitted,
+            parameters=values,
+            uncertainties=dict(zip(names, map(float, err))),
+            residuals=res,
+            r2=1.0 - rss / tss if tss > 0 else float("nan"),
+            aic=float(n * np.log(rss_n) + 2 * k),
+            bic=float(n * np.log(rss_n) + k * np.log(n)),
+            rss=rss,
+            n_observations=n,
+            n_parameters=k,
+            success=success,
+            message=message,
+        )
+
+
+# ---------------------------------------------------------------------- subclasses
+@attrs.frozen(kw_only=True)
+class IdealGas(EquationOfState):
+    """``P V = N_R T``."""
+
+    def relation_template(self, gas_constant, params):
+        return P * V - gas_constant * T
+
+
+@attrs.frozen(kw_only=True)
+class Virial(EquationOfState):
+    """Virial expansion ``P V = N_R T (1 + B/V + C/V**2)``."""
+
+    parameter_names: ClassVar[tuple[str, ...]] = ("B", "C")
+    B: float = attrs.field(default=0.0, validator=_validate.finite)
+    C: float = attrs.field(default=0.0, validator=_validate.finite)
+
+    def relation_template(self, gas_constant, params):
+        return P * V - gas_constant * T * (1 + params["B"] / V + params["C"] / V**2)
+
+
+@attrs.frozen(kw_only=True)
+class VanDerWaals(EquationOfState):
+    """Van der Waals ``(P + a/V**2)(V - b) = N_R T``."""
+
+    parameter_names: ClassVar[tuple[str, ...]] = ("a", "b")
+    a: float = attrs.field(default=0.0, validator=_validate.finite)
+    b: float = attrs.field(default=0.0, validator=_validate.finite)
+
+    def relation_template(self, gas_constant, params):
+        return (P + params["a"] / V**2) * (V - params["b"]) - gas_constant * T
+
+
+@attrs.frozen(kw_only=True)
+class PowerLawCompressibility(EquationOfState):
+    """Compressibility depending on temperature only: ``P V = N_R T Z(T)``, ``Z = z0 T**alpha``."""
+
+    parameter_names: ClassVar[tuple[str, ...]] = ("z0", "alpha")
+    z0: float = attrs.field(default=1.0, validator=_validate.positive)
+    alpha: float = attrs.field(default=0.0, validator=_validate.finite)
+
+    def relation_template(self, gas_constant, params):
+        return P * V - gas_constant * T * params["z0"] * T ** params["alpha"]
+
+
+#: Every equation of state thermonet ships, by name (used by ``thermonet fit-eos``).
+EQUATIONS_OF_STATE: dict[str, type[EquationOfState]] = {
+    "ideal": IdealGas,
+    "virial": Virial,
+    "van-der-waals": VanDerWaals,
+    "power-law": PowerLawCompressibility,
+}
+
+
+# ---------------------------------------------------------------------- helpers
+def _state_symbol(name: str) -> sp.Symbol:
+    try:
+        return _STATE[name]
+    except KeyError:
+        raise InputError(f"state variable must be one of P, V, T, got {name!r}") from None
+
+
+def _positive_at_test_point(expr: sp.Expr) -> bool:
+    """Real and positive at a generic positive state (T=0.37, P=0.61, V=1.7, D=7)."""
+    from thermonet.theory.symbols import D
+
+    value = complex(expr.subs({T: 0.37, P: 0.61, V: 1.7, D: 7}).evalf())
+    return abs(value.imag) < 1e-12 and value.real > 0
+
+
+def _bracket_root(h: Callable[[float], float], x0: float) -> float:
+    """Root of ``h`` near ``x0`` by expanding a bracket in both directions."""
+    h0 = h(x0)
+    if h0 == 0:
+        return x0
+    for width in (0.1, 0.3, 1.0, 3.0, 10.0, 30.0):
+        for lo, hi in ((x0 - width, x0), (x0, x0 + width)):
+            if np.sign(h(lo)) != np.sign(h(hi)):
+                return optimize.brentq(h, lo, hi, xtol=1e-14, rtol=1e-13)
+    raise InputError("equation of state has no positive solution near the ideal-gas state")

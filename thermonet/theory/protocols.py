@@ -1,0 +1,391 @@
+"""Training protocols: how hyperparameters set temperature, pressure and volume.
+
+A protocol states three things about itself and nothing more:
+
+* ``effective_lr()``: the effective learning rate eta_eff (THEORY §2), a SymPy expression
+  in its hyperparameters and the radius rho; the temperature is ``eta_eff sigma2 / 2``;
+* ``pressure_expr()``: the pressure its hyperparameters impose (weight decay), or ``None``
+  when it is measured (the fixed sphere's effective weight decay);
+* ``expected_next_radius_sq()``: E||w'||**2 after one discrete step from radius rho,
+  given ``E||g~||**2 = (trSigma + G1sq) / rho**2`` (the discrete-time picture, THEORY §3);
+
+plus the numeric update rule :meth:`Protocol.step`. Stationary radii, the discrete-time
+correction, the Maxwell relation in hyperparameter coordinates and the adiabats are all
+derived from those statements by SymPy.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar
+
+import attrs
+import numpy as np
+import sympy as sp
+
+from thermonet.errors import InputError
+from thermonet.theory import _validate
+from thermonet.theory.symbols import (
+    HYPERPARAMETER_SYMBOLS,
+    D,
+    P,
+    T,
+    V,
+    eta,
+    eta_tilde,
+    grad_sq,
+    lam,
+    rho,
+    rho0,
+    sigma2,
+    trace_sigma,
+    volume_of_radius,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from thermonet.theory.eos import EquationOfState
+
+
+@attrs.frozen
+class HyperparameterMaxwellRelation:
+    """A Maxwell relation rewritten as a statement about dS/du and dS/dv.
+
+    ``u = ln(first hyperparameter)`` (ln eta, ln eta~ or ln eta), ``v = ln(second)``
+    (ln lambda or ln rho_0). The relation reads
+    ``coef_u * dS/du + coef_v * dS/dv = rhs``.
+    """
+
+    coef_u: sp.Expr
+    coef_v: sp.Expr
+    rhs: sp.Expr
+    u: str
+    v: str
+    statement: str
+
+    def as_equation(self) -> sp.Eq:
+        dSdu, dSdv = sp.symbols("dS_du dS_dv")
+        return sp.Eq(self.coef_u * dSdu + self.coef_v * dSdv, self.rhs)
+
+    def __str__(self) -> str:
+        return f"{self.statement}  <=>  {sp.sstr(self.as_equation())}  (u = ln {self.u}, v = ln {self.v})"
+
+
+@attrs.frozen
+class Protocol(abc.ABC):
+    """A training protocol (THEORY §2)."""
+
+    #: CLI / store name, e.g. ``"fixed-lr"``.
+    name: ClassVar[str]
+    #: Store dimension names of its hyperparameters, in (u, v) order.
+    hyperparameters: ClassVar[tuple[str, ...]]
+    #: The natural variables of the potential it minimises: ("T", "P") -> Gibbs, ("T", "V") -> Helmholtz.
+    natural_variables: ClassVar[tuple[str, str]]
+
+    # ----------------------------------------------------------- what a protocol states
+    @abc.abstractmethod
+    def effective_lr(self) -> sp.Expr:
+        """eta_eff in terms of the hyperparameter symbols and ``rho``."""
+
+    @abc.abstractmethod
+    def pressure_expr(self) -> sp.Expr | None:
+        """Pressure set by the hyperparameters, or ``None`` when it is measured."""
+
+    def fixed_radius(self) -> sp.Expr | None:
+        """The radius when the protocol pins it, else ``None``."""
+        return None
+
+    @abc.abstractmethod
+    def expected_next_radius_sq(self) -> sp.Expr:
+        """E||w'||**2 after one step from radius rho (symbols trSigma, G1sq)."""
+
+    @abc.abstractmethod
+    def step(self, w: "torch.Tensor", grad: "torch.Tensor", hp: Mapping[str, "torch.Tensor"]) -> "torch.Tensor":
+        """One discrete update of a batch of weights ``w`` (members x D).
+
+        ``hp`` maps each hyperparameter name to a tensor broadcastable against ``w``
+        (shape ``(members, 1)``).
+        """
+
+    # ----------------------------------------------------------- derived symbolics
+    @property
+    def symbols(self) -> dict[str, sp.Symbol]:
+        return {name: HYPERPARAMETER_SYMBOLS[name] for name in self.hyperparameters}
+
+    def temperature_expr(self) -> sp.Expr:
+        """T = eta_eff sigma2 / 2 (may contain rho)."""
+        return self.effective_lr() * sigma2 / 2
+
+    def stationary_radius(self, eos: "EquationOfState | None" = None) -> sp.Expr:
+        """The stationary radius: the equation of state solved with this protocol's T(rho), P.
+
+        For the ideal gas this reproduces THEORY §3 (the SDE radius).
+        """
+        fixed = self.fixed_radius()
+        if fixed is not None:
+            return fixed
+        eos = _default_eos(eos)
+        relation = eos.relation().subs({T: self.temperature_expr(), P: self.pressure_expr(), V: volume_of_radius(rho)})
+        return _unique_positive_root(relation, rho, f"{self.name} stationary radius")
+
+    def stationary_radius_discrete(self) -> sp.Expr:
+        """Radius at which the expected one-step change of ||w||**2 vanishes (THEORY §3)."""
+        fixed = self.fixed_radius()
+        if fixed is not None:
+            return fixed
+        balance = self.expected_next_radius_sq() - rho**2
+        return _unique_positive_root(balance, rho, f"{self.name} discrete stationary radius", small=self._small_step())
+
+    def _small_step(self) -> dict[sp.Symbol, sp.Expr]:
+        """Substitution that makes the step small, used to pick the SDE-like branch."""
+        return {}
+
+    def state(self, eos: "EquationOfState | None" = None) -> dict[str, sp.Expr]:
+        """Stationary T, P, V (and rho) in hyperparameter coordinates."""
+        eos = _default_eos(eos)
+        radius = self.stationary_radius(eos)
+        temperature = sp.simplify(self.temperature_expr().subs(rho, radius))
+        volume = volume_of_radius(radius)
+        pressure = self.pressure_expr()
+        if pressure is None:
+            pressure = eos.solve_for("P").subs({T: temperature, V: volume})
+        return {"T": sp.simplify(temperature), "P": sp.simplify(pressure), "V": sp.simplify(volume), "rho": radius}
+
+    def hyperparameters_of_state(self, eos: "EquationOfState | None" = None) -> dict[str, sp.Expr]:
+        """Invert :meth:`state`: hyperparameters as functions of the natural variables."""
+        state = self.state(eos)
+        unknowns = list(self.symbols.values())
+        equations = [sp.Eq(state[name], _STATE_SYMBOL[name]) for name in self.natural_variables]
+        solutions = sp.solve(equations, unknowns, dict=True)
+        good = [s for s in solutions if all(_is_positive_generic(e) for e in s.values())]
+        if len(good) != 1:
+            raise InputError(f"{self.name}: cannot invert the state map uniquely ({len(good)} solutions)")
+        return {name: sp.simplify(good[0][sym]) for name, sym in self.symbols.items()}
+
+    def maxwell_relation(self, eos: "EquationOfState | None" = None) -> HyperparameterMaxwellRelation:
+        """The Maxwell relation of the protocol's potential in (u, v) = (ln hp1, ln hp2).
+
+        Gibbs protocols: ``(dS/dP)_T = -(dV/dT)_P``; the left side becomes the derivative
+        along the curve of constant T with ``d ln P`` as parameter, expressed through the
+        Jacobian of (ln T, ln P) w.r.t. (u, v); the right side comes from the equation of
+        state. Helmholtz protocols: ``(dS/dV)_T = (dP/dT)_V``, likewise with (ln T, ln V).
+        """
+        eos = _default_eos(eos)
+        state = self.state(eos)
+        u_sym, v_sym = sp.symbols("u v", real=True)
+        hp1, hp2 = self.symbols.values()
+        to_log = {hp1: sp.exp(u_sym), hp2: sp.exp(v_sym)}
+        second = self.natural_variables[1]
+        log_T = sp.log(state["T"].subs(to_log))
+        log_X = sp.log(state[second].subs(to_log))
+        jac = sp.Matrix([[sp.diff(log_T, u_sym), sp.diff(log_T, v_sym)], [sp.diff(log_X, u_sym), sp.diff(log_X, v_sym)]])
+        jac = sp.simplify(jac)
+        direction = sp.simplify(jac.inv()[:, 1])  # d(u, v) per unit d ln X at constant ln T
+        if second == "P":
+            # (dS/d ln P)_T = P (dS/dP)_T = -P (dV/dT)_P
+            v_of_tp = eos.solve_for("V")
+            rhs = sp.simplify(-P * sp.diff(v_of_tp, T))
+            statement = "(dS/dP)_T = -(dV/dT)_P"
+        else:
+            # (dS/d ln V)_T = V (dS/dV)_T = V (dP/dT)_V
+            p_of_tv = eos.solve_for("P")
+            rhs = sp.simplify(V * sp.diff(p_of_tv, T))
+            statement = "(dS/dV)_T = (dP/dT)_V"
+        rhs = sp.simplify(rhs.subs({T: state["T"], P: state["P"], V: state["V"]}))
+        names = self.hyperparameters
+        return HyperparameterMaxwellRelation(
+            coef_u=direction[0], coef_v=direction[1], rhs=rhs, u=names[0], v=names[1], statement=statement
+        )
+
+    # ----------------------------------------------------------- numerics
+    def temperature(self, hp: Mapping[str, np.ndarray], radius: np.ndarray, sigma2_: np.ndarray) -> np.ndarray:
+        """T = eta_eff sigma2 / 2 with a (measured) radius."""
+        return self._lambdify(self.temperature_expr(), (rho, sigma2))(hp, radius, sigma2_)
+
+    def predicted(self, quantity: str, hp: Mapping[str, np.ndarray], sigma2_: float | np.ndarray, dim: float,
+                  eos: "EquationOfState | None" = None) -> np.ndarray:
+        """Numeric SDE prediction of ``"T"``, ``"P"``, ``"V"`` or ``"rho"`` on a grid."""
+        expr = self.state(eos)[quantity].subs(D, dim)
+        return self._lambdify(expr, (sigma2,))(hp, sigma2_)
+
+    def predicted_radius_discrete(self, hp: Mapping[str, np.ndarray], trace_sigma_: np.ndarray,
+                                  grad_sq_: np.ndarray) -> np.ndarray:
+        """Numeric discrete-time stationary radius from measured trSigma(x) and G1**2."""
+        return self._lambdify(self.stationary_radius_discrete(), (trace_sigma, grad_sq))(hp, trace_sigma_, grad_sq_)
+
+    def _lambdify(self, expr: sp.Expr, extra: tuple[sp.Symbol, ...]):
+        names = self.hyperparameters
+        fn = sp.lambdify([*self.symbols.values(), *extra], expr, "numpy")
+
+        def evaluate(hp: Mapping[str, np.ndarray], *values: np.ndarray) -> np.ndarray:
+            missing = [n for n in names if n not in hp]
+            if missing:
+                raise InputError(f"{self.name} needs hyperparameters {', '.join(names)}; missing {', '.join(missing)}")
+            args = [np.asarray(hp[n], dtype=float) for n in names] + [np.asarray(v, dtype=float) for v in values]
+            shape = np.broadcast_shapes(*(a.shape for a in args))
+            return np.asarray(fn(*args), dtype=float) * np.ones(shape)
+
+        return evaluate
+
+    def validate(self, hp: Mapping[str, np.ndarray]) -> None:
+        """Raise :class:`InputError` for hyperparameters this protocol cannot use."""
+        for name in self.hyperparameters:
+            if name not in hp:
+                raise InputError(f"{self.name} needs --{name.replace('_', '-')}")
+            values = np.asarray(hp[name], dtype=float)
+            if values.size == 0:
+                raise InputError(f"{self.name}: the {name} grid is empty")
+            if not np.all(np.isfinite(values)) or np.any(values <= 0):
+                why = "a stationary radius needs weight decay > 0" if name == "wd" else "it must be > 0"
+                raise InputError(f"{self.name}: every {name} must be a finite number > 0 ({why}); got {values.min():g}")
+
+
+def _norm(w: "torch.Tensor") -> "torch.Tensor":
+    return w.norm(dim=-1, keepdim=True)
+
+
+@attrs.frozen
+class FixedSphere(Protocol):
+    """Projected SGD on the sphere of radius rho_0: ``w <- rho_0 (w - eta g)/||w - eta g||``.
+
+    ``radius`` pins rho_0 to a number; left ``None`` it is the hyperparameter
+    ``sphere_radius``. The pressure is the measured effective weight decay.
+    """
+
+    name: ClassVar[str] = "fixed-sphere"
+    hyperparameters: ClassVar[tuple[str, ...]] = ("lr", "sphere_radius")
+    natural_variables: ClassVar[tuple[str, str]] = ("T", "V")
+
+    radius: float | None = attrs.field(default=None, validator=_validate.positive)
+
+    def _rho0(self) -> sp.Expr:
+        return rho0 if self.radius is None else sp.nsimplify(self.radius)
+
+    def effective_lr(self):
+        return eta / self._rho0() ** 2
+
+    def pressure_expr(self):
+        return None
+
+    def fixed_radius(self):
+        return self._rho0()
+
+    def expected_next_radius_sq(self):
+        return self._rho0() ** 2
+
+    def effective_weight_decay_expr(self) -> sp.Expr:
+        """lambda_eff = eta E||g~||**2 / (2 rho_0**2), with E||g~||**2 = (trSigma + G1sq)/rho_0**2."""
+        return eta * (trace_sigma + grad_sq) / (2 * self._rho0() ** 4)
+
+    def step(self, w, grad, hp):
+        radius = hp["sphere_radius"] if self.radius is None else self.radius
+        moved = w - hp["lr"] * grad
+        return radius * moved / _norm(moved)
+
+
+@attrs.frozen
+class FixedELR(Protocol):
+    """Fixed effective learning rate: ``w <- w - eta~ ||w||**2 (g + lambda w)``."""
+
+    name: ClassVar[str] = "fixed-elr"
+    hyperparameters: ClassVar[tuple[str, ...]] = ("elr", "wd")
+    natural_variables: ClassVar[tuple[str, str]] = ("T", "P")
+
+    def effective_lr(self):
+        return eta_tilde
+
+    def pressure_expr(self):
+        return lam
+
+    def expected_next_radius_sq(self):
+        shrink = 1 - eta_tilde * lam * rho**2
+        return shrink**2 * rho**2 + eta_tilde**2 * rho**4 * (trace_sigma + grad_sq) / rho**2
+
+    def _small_step(self):
+        return {eta_tilde: sp.Rational(1, 10**6)}
+
+    def step(self, w, grad, hp):
+        return w - hp["elr"] * (w * w).sum(-1, keepdim=True) * (grad + hp["wd"] * w)
+
+
+@attrs.frozen
+class FixedLR(Protocol):
+    """Fixed learning rate: ``w <- w - eta (g + lambda w)``."""
+
+    name: ClassVar[str] = "fixed-lr"
+    hyperparameters: ClassVar[tuple[str, ...]] = ("lr", "wd")
+    natural_variables: ClassVar[tuple[str, str]] = ("T", "P")
+
+    def effective_lr(self):
+        return eta / rho**2
+
+    def pressure_expr(self):
+        return lam
+
+    def expected_next_radius_sq(self):
+        return (1 - eta * lam) ** 2 * rho**2 + eta**2 * (trace_sigma + grad_sq) / rho**2
+
+    def step(self, w, grad, hp):
+        return w - hp["lr"] * (grad + hp["wd"] * w)
+
+
+#: Every protocol by CLI/store name.
+PROTOCOLS: dict[str, type[Protocol]] = {cls.name: cls for cls in (FixedSphere, FixedELR, FixedLR)}
+
+
+def get_protocol(name: str, **kwargs) -> Protocol:
+    """Protocol instance by name (``fixed-sphere``, ``fixed-elr``, ``fixed-lr``)."""
+    try:
+        cls = PROTOCOLS[name]
+    except KeyError:
+        raise InputError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}") from None
+    return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------- helpers
+_STATE_SYMBOL = {"T": T, "P": P, "V": V}
+_GENERIC = {D: 7, sigma2: sp.Rational(13, 10), trace_sigma: sp.Rational(17, 10), grad_sq: sp.Rational(3, 10),
+            T: sp.Rational(1, 30), P: sp.Rational(1, 70), V: sp.Rational(9, 10)}
+
+
+def _default_eos(eos: "EquationOfState | None") -> "EquationOfState":
+    from thermonet.theory.eos import IdealGas
+
+    return IdealGas() if eos is None else eos
+
+
+def _generic_point() -> dict[sp.Symbol, sp.Expr]:
+    point = dict(_GENERIC)
+    for i, sym in enumerate(HYPERPARAMETER_SYMBOLS.values()):
+        point[sym] = sp.Rational(3 + i, 200)
+    return point
+
+
+def _is_positive_generic(expr: sp.Expr) -> bool:
+    value = complex(sp.N(expr.subs(_generic_point())))
+    return abs(value.imag) < 1e-12 and value.real > 0
+
+
+def _unique_positive_root(equation: sp.Expr, unknown: sp.Symbol, what: str,
+                          small: dict[sp.Symbol, sp.Expr] | None = None) -> sp.Expr:
+    """The root of ``equation`` in ``unknown`` that is real and positive.
+
+    When several are, ``small`` (a substitution making the step small) picks the one
+    that stays finite in the small-step limit, i.e. the branch continuous with the SDE.
+    """
+    roots = [r for r in sp.solve(equation, unknown) if not r.has(sp.I)]
+    good = [r for r in roots if _is_positive_generic(r)]
+    if len(good) > 1 and small:
+        point = _generic_point()
+        point.update(small)
+        finite = []
+        for r in good:
+            value = complex(sp.N(r.subs(point)))
+            if np.isfinite(value.real) and abs(value.real) < 1e3:
+                finite.append(r)
+        good = finite
+    if len(good) != 1:
+        raise InputError(f"{what}: expected one positive root, found {len(good)}")
+    return sp.simplify(good[0])

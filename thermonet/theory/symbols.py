@@ -1,0 +1,47 @@
+"""The SymPy symbols shared by every theory object.
+
+One symbol per physical quantity, defined once, so expressions built by different
+classes combine without renaming. Hyperparameter symbols are keyed by the names the run
+store uses for its dimensions (``lr``, ``elr``, ``wd``, ``sphere_radius``).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+# State variables.
+T = sp.Symbol("T", positive=True)  #: temperature
+P = sp.Symbol("P", positive=True)  #: pressure (weight decay, or effective weight decay)
+V = sp.Symbol("V", positive=True)  #: volume, rho**2 / 2
+S = sp.Symbol("S", real=True)  #: entropy of w on its sphere, nats
+U = sp.Symbol("U", real=True)  #: internal energy, mean loss
+
+# System constants.
+D = sp.Symbol("D", positive=True)  #: number of scale-invariant parameters
+sigma2 = sp.Symbol("sigma2", positive=True)  #: per-direction noise level at unit norm
+rho = sp.Symbol("rho", positive=True)  #: weight norm ||w||
+trace_sigma = sp.Symbol("trSigma", positive=True)  #: tr Sigma(x) at unit norm
+grad_sq = sp.Symbol("G1sq", nonnegative=True)  #: ||grad L(x)||**2 at unit norm
+
+#: Number of "gas constant" units: P V = N_R T for the ideal gas.
+N_R = (D - 1) / 2
+
+# Hyperparameters, keyed by their run-store dimension names.
+HYPERPARAMETER_SYMBOLS: dict[str, sp.Symbol] = {
+    "lr": sp.Symbol("eta", positive=True),
+    "elr": sp.Symbol("eta_tilde", positive=True),
+    "wd": sp.Symbol("lambda", positive=True),
+    "sphere_radius": sp.Symbol("rho_0", positive=True),
+}
+eta = HYPERPARAMETER_SYMBOLS["lr"]
+eta_tilde = HYPERPARAMETER_SYMBOLS["elr"]
+lam = HYPERPARAMETER_SYMBOLS["wd"]
+rho0 = HYPERPARAMETER_SYMBOLS["sphere_radius"]
+
+#: State variables by name, for processes and potentials.
+STATE_SYMBOLS: dict[str, sp.Symbol] = {"T": T, "P": P, "V": V, "S": S, "U": U}
+
+
+def volume_of_radius(radius: sp.Expr) -> sp.Expr:
+    """V = rho**2 / 2: the volume convention used everywhere in thermonet."""
+    return radius**2 / 2

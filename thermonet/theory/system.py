@@ -1,0 +1,191 @@
+"""Thermodynamic systems: an energy model, a protocol and an equation of state, bound together.
+
+The state functions of a system follow from its parts by standard thermodynamics:
+
+* ``S(T, V) = S1(T) + integral_{1/2}^{V} (dP/dT)_V dV'``
+* ``U(T, V) = U1(T) + integral_{1/2}^{V} (T (dP/dT)_V - P) dV'``
+
+with ``S1``, ``U1`` from the energy model (the direction on the unit sphere) and the
+reference volume ``V = 1/2`` (``rho = 1``). For the ideal gas this is exactly thermonet's
+convention ``S = S1 + (D - 1) ln rho`` and ``U = U1``. The Helmholtz energy ``F = U - T S``
+is explicit; the Gibbs energy and ``U(S, V)`` are Legendre transforms of it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from typing import Protocol as TypingProtocol, runtime_checkable
+
+import attrs
+import numpy as np
+import sympy as sp
+import xarray as xr
+
+from thermonet.errors import InputError
+from thermonet.theory import _validate
+from thermonet.theory.energy import EnergyModel, VMFEnergy, VMFHighConcentration
+from thermonet.theory.eos import EquationOfState, IdealGas
+from thermonet.theory.potentials import Potential, gibbs, helmholtz
+from thermonet.theory.protocols import Protocol, get_protocol
+from thermonet.theory.symbols import HYPERPARAMETER_SYMBOLS, D, P, T, V, sigma2
+
+#: Reference volume of the configurational integrals: V = 1/2 <=> rho = 1.
+REFERENCE_VOLUME = sp.Rational(1, 2)
+
+
+@runtime_checkable
+class MeasuredStates(TypingProtocol):
+    """Anything that supplies measured stationary states (the ``ds.thermo`` accessor, ...).
+
+    ``stationary(window)`` returns an :class:`xarray.Dataset` over the hyperparameter
+    dimensions (and ``seed``) with at least ``U``, ``S``, ``T``, ``P``, ``V``.
+    """
+
+    @property
+    def protocol(self) -> Protocol: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def stationary(self, window: float | int = 0.5) -> xr.Dataset: ...
+
+
+@attrs.frozen(kw_only=True)
+class ThermodynamicSystem(abc.ABC):
+    """Binds an energy on the sphere, a training protocol and an equation of state."""
+
+    protocol: Protocol
+    eos: EquationOfState
+    energy: EnergyModel
+    dim: float = attrs.field(validator=_validate.dimension)
+    sigma2: float = attrs.field(default=1.0, validator=_validate.positive)
+
+    # ---------------------------------------------------------------- symbolic state functions
+    def _dP_dT(self) -> sp.Expr:
+        return sp.diff(self.eos.solve_for("P"), T)
+
+    def configurational_entropy_expr(self) -> sp.Expr:
+        """integral_{1/2}^{V} (dP/dT)_V dV'."""
+        v = sp.Dummy("v", positive=True)
+        return sp.simplify(sp.integrate(self._dP_dT().subs(V, v), (v, REFERENCE_VOLUME, V)))
+
+    def configurational_energy_expr(self) -> sp.Expr:
+        """integral_{1/2}^{V} (T (dP/dT)_V - P) dV'."""
+        v = sp.Dummy("v", positive=True)
+        integrand = (T * self._dP_dT() - self.eos.solve_for("P")).subs(V, v)
+        return sp.simplify(sp.integrate(integrand, (v, REFERENCE_VOLUME, V)))
+
+    def entropy_expr(self) -> sp.Expr:
+        """S(T, V)."""
+        return self.energy.entropy_expr() + self.configurational_entropy_expr()
+
+    def internal_energy_expr(self) -> sp.Expr:
+        """U(T, V)."""
+        return self.energy.energy_expr() + self.configurational_energy_expr()
+
+    def helmholtz(self) -> Potential:
+        """F(T, V) = U - T S."""
+        return helmholtz(self.internal_energy_expr() - T * self.entropy_expr())
+
+    def gibbs(self) -> Potential:
+        """G(T, P), the Legendre transform of F in V."""
+        return self.helmholtz().legendre(V, "G")
+
+    def internal_energy(self) -> Potential:
+        """U(S, V), the Legendre transform of F in T (closed form only for simple energies)."""
+        return self.helmholtz().legendre(T, "U")
+
+    def potential(self) -> Potential:
+        """The potential this system's protocol minimises (G for (T, P), F for (T, V))."""
+        return self.gibbs() if self.protocol.natural_variables == ("T", "P") else self.helmholtz()
+
+    def heat_capacities(self) -> dict[str, sp.Expr]:
+        """C_V, C_P and gamma = C_P / C_V as functions of (T, V).
+
+        ``C_V = (dU/dT)_V`` and ``C_P - C_V = -T (dP/dT)_V**2 / (dP/dV)_T``.
+        """
+        c_v = sp.diff(self.internal_energy_expr(), T)
+        p = self.eos.solve_for("P")
+        c_p = c_v - T * sp.diff(p, T) ** 2 / sp.diff(p, V)
+        return {"C_V": c_v, "C_P": sp.simplify(c_p), "gamma": c_p / c_v}
+
+    # ---------------------------------------------------------------- hyperparameter space
+    def entropy_in_hyperparameters(self) -> sp.Expr:
+        """Stationary S as a function of the protocol's hyperparameters."""
+        state = self.protocol.state(self.eos)
+        return self.entropy_expr().subs({T: state["T"], V: state["V"]})
+
+    def adiabat(self) -> dict[str, object]:
+        """The adiabat (dS = 0) in hyperparameter coordinates (u, v) = (ln hp1, ln hp2).
+
+        Returns the direction ``(du, dv)`` along which S is constant and, when S depends
+        on the hyperparameters only through a monomial ``hp1**a * hp2**b`` (the
+        high-concentration vMF case), that invariant.
+        """
+        s = self.entropy_in_hyperparameters().subs(D, self.dim)
+        h1, h2 = (HYPERPARAMETER_SYMBOLS[n] for n in self.protocol.hyperparameters)
+        s_u = sp.simplify(h1 * sp.diff(s, h1))
+        s_v = sp.simplify(h2 * sp.diff(s, h2))
+        result: dict[str, object] = {"dS_du": s_u, "dS_dv": s_v, "direction": (s_v, -s_u)}
+        if not (s_u.free_symbols | s_v.free_symbols) - {sigma2}:
+            exponents = [sp.nsimplify(x) for x in (s_u, s_v)]
+            scale = min(abs(e) for e in exponents if e != 0)
+            a, b = (e / scale for e in exponents)
+            result["invariant"] = h1**a * h2**b
+        return result
+
+    # ---------------------------------------------------------------- numeric predictions
+    def entropy(self, temperature: np.ndarray, volume: np.ndarray) -> np.ndarray:
+        """S(T, V) numerically (the energy model's accurate S1 plus the configurational part)."""
+        conf = sp.lambdify([T, V], self.configurational_entropy_expr().subs(D, self.dim), "numpy")
+        t, v = np.broadcast_arrays(np.asarray(temperature, float), np.asarray(volume, float))
+        return self.energy.entropy(t) + np.asarray(conf(t, v), dtype=float) * np.ones(t.shape)
+
+    def internal_energy_value(self, temperature: np.ndarray, volume: np.ndarray) -> np.ndarray:
+        """U(T, V) numerically."""
+        conf = sp.lambdify([T, V], self.configurational_energy_expr().subs(D, self.dim), "numpy")
+        t, v = np.broadcast_arrays(np.asarray(temperature, float), np.asarray(volume, float))
+        return self.energy.energy(t) + np.asarray(conf(t, v), dtype=float) * np.ones(t.shape)
+
+    def predict(self, grid: Mapping[str, np.ndarray]) -> xr.Dataset:
+        """Predicted stationary states on the outer product of the hyperparameter grids.
+
+        Returns a Dataset over the protocol's hyperparameter dimensions with ``T``, ``P``,
+        ``V``, ``rho``, ``U``, ``S``, ``S_sphere``, ``F`` and ``G``.
+        """
+        names = self.protocol.hyperparameters
+        missing = [n for n in names if n not in grid]
+        if missing:
+            raise InputError(f"{self.protocol.name} needs a grid for {', '.join(missing)}")
+        coords = {n: np.atleast_1d(np.asarray(grid[n], dtype=float)) for n in names}
+        self.protocol.validate(coords)
+        mesh = dict(zip(names, np.meshgrid(*coords.values(), indexing="ij")))
+        out = {q: self.protocol.predicted(q, mesh, self.sigma2, self.dim, self.eos) for q in ("T", "P", "V", "rho")}
+        out["S_sphere"] = self.energy.entropy(out["T"])
+        out["S"] = self.entropy(out["T"], out["V"])
+        out["U"] = self.internal_energy_value(out["T"], out["V"])
+        out["F"] = out["U"] - out["T"] * out["S"]
+        out["G"] = out["F"] + out["P"] * out["V"]
+        ds = xr.Dataset({k: (names, v) for k, v in out.items()}, coords=coords)
+        ds.attrs.update(protocol=self.protocol.name, dim=self.dim, sigma2=self.sigma2,
+                        eos=type(self.eos).__name__, energy=type(self.energy).__name__)
+        return ds
+
+
+@attrs.frozen(kw_only=True)
+class IsotropicNoiseSystem(ThermodynamicSystem):
+    """The isotropic test system of THEORY §7: ``L = 1 + <mu, x>``, noise ``sigma P_w xi / ||w||``.
+
+    Build it with :meth:`create`; ``high_concentration=True`` swaps the exact vMF energy
+    for its small-temperature form (which makes U(S, V) and the adiabat closed-form).
+    """
+
+    @classmethod
+    def create(cls, protocol: Protocol | str, dim: float, sigma: float = 1.0,
+               high_concentration: bool = False) -> "IsotropicNoiseSystem":
+        if isinstance(protocol, str):
+            protocol = get_protocol(protocol)
+        _validate.positive(cls, attrs.fields(ThermodynamicSystem).sigma2, sigma)
+        energy = VMFHighConcentration(dim=dim) if high_concentration else VMFEnergy(dim=dim)
+        return cls(protocol=protocol, eos=IdealGas(dim=dim), energy=energy, dim=dim, sigma2=float(sigma) ** 2)
