@@ -12,6 +12,7 @@ temperature, and ``N_R = (D - 1) / 2`` the gas constant of the ideal gas ``P V =
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -113,25 +114,13 @@ class EquationOfState(abc.ABC):
     def solve_for(self, variable: str, symbolic_parameters: bool = False) -> sp.Expr:
         """Solve the relation for ``"P"``, ``"V"`` or ``"T"``.
 
-        Returns the unique solution that is real and positive at a test state; raises
-        :class:`InputError` when there is none or more than one (use the numeric
-        functions, which root-find, in that case).
+        The relation is solved once with the parameters as symbols (fast and exact even
+        for power laws) and the values substituted afterwards. Returns the unique
+        solution that is real and positive at a test state; raises :class:`InputError`
+        when there is none, more than one, or only a Cardano-type formula (polynomial
+        degree > 2), where the numeric functions root-find instead.
         """
-        target = _state_symbol(variable)
-        relation = self.relation(symbolic_parameters)
-        # Closed forms that pass through complex numbers (Cardano) are numerically
-        # unreliable; such relations are solved by root-finding instead.
-        candidates = [c for c in sp.solve(relation, target, dict=False) if not c.has(sp.I)]
-        if symbolic_parameters:
-            if len(candidates) == 1:
-                return sp.simplify(candidates[0])
-        good = [c for c in candidates if _positive_at_test_point(c)]
-        if len(good) == 1:
-            return sp.simplify(good[0])
-        raise InputError(
-            f"{type(self).__name__}: relation has {len(good)} admissible solutions for {variable} "
-            "(expected exactly one); use the numeric functions instead"
-        )
+        return _solve_cached(self, variable, symbolic_parameters)
 
     def compressibility(self) -> sp.Expr:
         """Z = P V / (N_R T) as a function of T and V."""
@@ -167,10 +156,16 @@ class EquationOfState(abc.ABC):
             return self._implicit(target, others)
 
     def _implicit(self, target: sp.Symbol, others: list[sp.Symbol]) -> Callable[..., np.ndarray]:
-        """Solve the relation for ``target`` by bracketing around the ideal-gas value."""
+        """Solve the relation for ``target`` numerically.
+
+        All sign changes on a wide log-spaced scan around the ideal-gas value are roots;
+        for V the largest is taken (the branch continuous with the dilute, ideal gas),
+        for P and T the one closest to the ideal-gas value.
+        """
         relation = self.relation()
         f = sp.lambdify([target, *others], relation, "numpy")
         ideal = IdealGas(dim=self.dim, n_r=self.n_r)._numeric(str(target))
+        largest = target is V
 
         def implicit(**values: np.ndarray) -> np.ndarray:
             args = np.broadcast_arrays(*(np.asarray(values[str(s)], dtype=float) for s in others))
@@ -178,12 +173,11 @@ class EquationOfState(abc.ABC):
             out = np.empty(args[0].shape)
             for idx in np.ndindex(out.shape):
                 a = [x[idx] for x in args]
-                g = float(guess[idx])
 
                 def h(log_x: float) -> float:
                     return float(f(np.exp(log_x), *a))
 
-                out[idx] = np.exp(_bracket_root(h, np.log(g)))
+                out[idx] = np.exp(_scan_root(h, float(np.log(guess[idx])), largest))
             return out
 
         return implicit
@@ -338,6 +332,29 @@ EQUATIONS_OF_STATE: dict[str, type[EquationOfState]] = {
 
 
 # ---------------------------------------------------------------------- helpers
+@functools.lru_cache(maxsize=256)
+def _solve_cached(eos: EquationOfState, variable: str, symbolic_parameters: bool) -> sp.Expr:
+    target = _state_symbol(variable)
+    relation = eos.relation(symbolic_parameters=True)
+    numerator = sp.numer(sp.together(relation))
+    if numerator.is_polynomial(target) and sp.degree(numerator, target) > 2:
+        raise InputError(
+            f"{type(eos).__name__}: {variable} is a root of a polynomial of degree "
+            f"{sp.degree(numerator, target)}; solved numerically instead"
+        )
+    candidates = [c for c in sp.solve(relation, target) if not c.has(sp.I)]
+    if not symbolic_parameters:
+        values = {eos.parameter_symbols[n]: sp.nsimplify(v) for n, v in eos.parameter_values.items()}
+        candidates = [c.subs(values) for c in candidates]
+        candidates = [c for c in candidates if _positive_at_test_point(c)]
+    if len(candidates) == 1:
+        return candidates[0]
+    raise InputError(
+        f"{type(eos).__name__}: relation has {len(candidates)} admissible solutions for {variable} "
+        "(expected exactly one); use the numeric functions instead"
+    )
+
+
 def _state_symbol(name: str) -> sp.Symbol:
     try:
         return _STATE[name]
@@ -353,13 +370,14 @@ def _positive_at_test_point(expr: sp.Expr) -> bool:
     return abs(value.imag) < 1e-12 and value.real > 0
 
 
-def _bracket_root(h: Callable[[float], float], x0: float) -> float:
-    """Root of ``h`` near ``x0`` by expanding a bracket in both directions."""
-    h0 = h(x0)
-    if h0 == 0:
-        return x0
-    for width in (0.1, 0.3, 1.0, 3.0, 10.0, 30.0):
-        for lo, hi in ((x0 - width, x0), (x0, x0 + width)):
-            if np.sign(h(lo)) != np.sign(h(hi)):
-                return optimize.brentq(h, lo, hi, xtol=1e-14, rtol=1e-13)
-    raise InputError("equation of state has no positive solution near the ideal-gas state")
+def _scan_root(h: Callable[[float], float], x0: float, largest: bool) -> float:
+    """A root of ``h`` on ``[x0 - 25, x0 + 25]``: the largest, or the one closest to ``x0``."""
+    grid = x0 + np.linspace(-25.0, 25.0, 2001)
+    with np.errstate(all="ignore"):
+        values = np.array([h(x) for x in grid])
+    ok = np.isfinite(values)
+    changes = np.flatnonzero(ok[:-1] & ok[1:] & (np.sign(values[:-1]) != np.sign(values[1:])))
+    if changes.size == 0:
+        raise InputError("equation of state has no positive solution at this state")
+    i = changes[-1] if largest else changes[np.argmin(np.abs(grid[changes] - x0))]
+    return optimize.brentq(h, grid[i], grid[i + 1], xtol=1e-14, rtol=1e-13)

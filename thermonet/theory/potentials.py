@@ -73,7 +73,10 @@ class Potential:
         pair = self._pair(variable)
         y = pair.conjugate
         derivative = sp.diff(self.expr, variable)
-        solutions = sp.solve(sp.Eq(y, pair.sign * derivative), variable)
+        try:
+            solutions = sp.solve(sp.Eq(y, pair.sign * derivative), variable)
+        except NotImplementedError:  # transcendental (e.g. Bessel functions): no closed form
+            solutions = []
         solutions = [s for s in solutions if not s.has(sp.I)]
         if len(solutions) != 1:
             raise InputError(

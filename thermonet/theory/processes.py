@@ -28,6 +28,7 @@ import xarray as xr
 from scipy import integrate, optimize
 
 from thermonet.errors import InputError
+from thermonet.theory import _validate
 from thermonet.theory.symbols import HYPERPARAMETER_SYMBOLS, D, P, S, T, V, sigma2
 from thermonet.theory.system import ThermodynamicSystem
 
@@ -38,9 +39,9 @@ _STATE_NAMES = ("T", "P", "V")
 class State:
     """A state of the gas given by two of T, P, V (the third follows from the equation of state)."""
 
-    T: float | None = None
-    P: float | None = None
-    V: float | None = None
+    T: float | None = attrs.field(default=None, validator=_validate.positive)
+    P: float | None = attrs.field(default=None, validator=_validate.positive)
+    V: float | None = attrs.field(default=None, validator=_validate.positive)
 
     def given(self) -> dict[str, float]:
         return {k: float(v) for k, v in attrs.asdict(self).items() if v is not None}
@@ -113,7 +114,8 @@ class Process(abc.ABC):
         rows = []
         for target in targets:
             def equations(x: np.ndarray) -> np.ndarray:
-                t, v = np.exp(x)
+                with np.errstate(over="ignore"):
+                    t, v = np.exp(x)
                 return np.array([
                     numeric.relative(numeric.constraint(t, v), c0),
                     np.log(numeric.variable(target_name, t, v) / target),

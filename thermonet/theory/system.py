@@ -14,6 +14,7 @@ is explicit; the Gibbs energy and ``U(S, V)`` are Legendre transforms of it.
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Mapping
 from typing import Protocol as TypingProtocol, runtime_checkable
 
@@ -138,13 +139,13 @@ class ThermodynamicSystem(abc.ABC):
     # ---------------------------------------------------------------- numeric predictions
     def entropy(self, temperature: np.ndarray, volume: np.ndarray) -> np.ndarray:
         """S(T, V) numerically (the energy model's accurate S1 plus the configurational part)."""
-        conf = sp.lambdify([T, V], self.configurational_entropy_expr().subs(D, self.dim), "numpy")
+        conf = _configurational_functions(self)[0]
         t, v = np.broadcast_arrays(np.asarray(temperature, float), np.asarray(volume, float))
         return self.energy.entropy(t) + np.asarray(conf(t, v), dtype=float) * np.ones(t.shape)
 
     def internal_energy_value(self, temperature: np.ndarray, volume: np.ndarray) -> np.ndarray:
         """U(T, V) numerically."""
-        conf = sp.lambdify([T, V], self.configurational_energy_expr().subs(D, self.dim), "numpy")
+        conf = _configurational_functions(self)[1]
         t, v = np.broadcast_arrays(np.asarray(temperature, float), np.asarray(volume, float))
         return self.energy.energy(t) + np.asarray(conf(t, v), dtype=float) * np.ones(t.shape)
 
@@ -171,6 +172,15 @@ class ThermodynamicSystem(abc.ABC):
         ds.attrs.update(protocol=self.protocol.name, dim=self.dim, sigma2=self.sigma2,
                         eos=type(self.eos).__name__, energy=type(self.energy).__name__)
         return ds
+
+
+@functools.lru_cache(maxsize=64)
+def _configurational_functions(system: ThermodynamicSystem):
+    """Lambdified configurational S and U of a system, derived once per system."""
+    return tuple(
+        sp.lambdify([T, V], expr.subs(D, system.dim), "numpy")
+        for expr in (system.configurational_entropy_expr(), system.configurational_energy_expr())
+    )
 
 
 @attrs.frozen(kw_only=True)
