@@ -1,0 +1,57 @@
+"""The command line frame and ``thermonet theory``."""
+
+import subprocess
+import sys
+
+import pytest
+
+from thermonet.cli import COMMAND_MODULES, build_parser, main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "thermonet", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_every_command():
+    text = build_parser().format_help()
+    for name in ("theory", "simulate", "check", "report", "study"):
+        assert name in text
+    assert len(COMMAND_MODULES) == len(set(COMMAND_MODULES))
+
+
+def test_python_dash_m_and_version():
+    out = run_cli("--version")
+    assert out.returncode == 0 and out.stdout.startswith("thermonet ")
+
+
+def test_theory_prints_the_derived_state(capsys):
+    assert main(["theory", "--protocol", "fixed-lr", "--lr", "0.01", "--wd", "0.01"]) == 0
+    text = capsys.readouterr().out
+    # THEORY §3: D=3, sigma=1, eta=lambda=0.01 -> T = 0.005, rho = 1, mean loss ~ 0.005
+    assert "temperature T" in text and "0.005" in text
+    assert "stationary radius rho" in text
+    assert "Eq(-dS_du + dS_dv, -1)" in text  # Maxwell: dS/dv - dS/du = -(D-1)/2
+    assert "gamma = 2" in text
+    assert "eta = const" in text
+
+
+def test_theory_elr_adiabat(capsys):
+    assert main(["theory", "--protocol", "fixed-elr", "--dim", "10"]) == 0
+    assert "eta_tilde**2/lambda = const" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["theory", "--protocol", "fixed-momentum"], "unknown protocol"),
+    (["theory", "--protocol", "fixed-lr", "--wd", "0"], "weight decay > 0"),
+    (["theory", "--protocol", "fixed-lr", "--lr", "-1"], "lr must be"),
+    (["theory", "--protocol", "fixed-lr", "--dim", "1"], "--dim must be >= 2"),
+    (["theory", "--protocol", "fixed-lr", "--elr", "0.1"], "does not use --elr"),
+    (["theory", "--protocol", "fixed-lr", "--sigma", "0"], "--sigma must be > 0"),
+    (["theory"], "required"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    out = run_cli(*args)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len([line for line in out.stderr.splitlines() if line.startswith("thermonet: error")]) == 1
