@@ -8,5 +8,6 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 from thermonet.errors import InputError, StoreError, ThermonetError
+from thermonet.store import open_run
 
-__all__ = ["__version__", "InputError", "StoreError", "ThermonetError"]
+__all__ = ["__version__", "InputError", "StoreError", "ThermonetError", "open_run"]

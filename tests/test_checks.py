@@ -1,0 +1,360 @@
+"""Tests for thermonet.checks.
+
+Every check passes on synthetic runs built from the exact theory plus small noise
+(thermonet.checks.synthetic), and every check fails on a run perturbed the way that
+check is meant to detect: wrong energy, wrong entropy, radius off by 20 %, a wrong
+entropy slope, swapped states, entropy varying along the adiabat.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+from matplotlib.figure import Figure
+
+from thermonet.checks import (
+    CHECKS,
+    AdiabatCheck,
+    MaxwellCheck,
+    PotentialMinimumCheck,
+    StationaryRadiusCheck,
+    VMFEnergyCheck,
+    VMFEntropyCheck,
+    default_checks,
+    get_check,
+    run_checks,
+)
+from thermonet.checks.potentials import potential_gaps
+from thermonet.checks.synthetic import synthetic_run
+from thermonet.errors import InputError
+
+PROTOCOLS = ("fixed-lr", "fixed-elr", "fixed-sphere")
+FAST = {"bootstrap": 20}
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, xr.Dataset]:
+    return {p: synthetic_run(p, seeds=2, n_logs=24, rng=10 + i) for i, p in enumerate(PROTOCOLS)}
+
+
+def _perturbed(ds: xr.Dataset, **changes) -> xr.Dataset:
+    out = ds.copy(deep=True)
+    for name, fn in changes.items():
+        out[name] = fn(out)
+    return out
+
+
+def _verdict(check, ds, window=0.5) -> str:
+    return check.run(ds, window=window).verdict
+
+
+# ---------------------------------------------------------------------- everything passes on theory
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_all_checks_pass_on_synthetic_theory(runs, protocol):
+    results = run_checks(runs[protocol], window=0.5)
+    assert [r.name for r in results] == list(CHECKS)
+    for r in results:
+        assert r.verdict == "pass", (r.name, r.summary)
+        assert np.isfinite(r.key_value)
+        assert r.key_value <= r.tolerance
+
+
+def test_numbers_on_synthetic_fixed_lr(runs):
+    ds = runs["fixed-lr"]
+    maxwell = MaxwellCheck().run(ds)
+    # THEORY §5 for fixed LR: (c - b)/N_R -> -1, (e - 2d)/N_R -> 0, (2f - e)/N_R -> 0
+    assert maxwell.numbers["slope_combination"] == pytest.approx(-1, abs=0.02)
+    assert maxwell.numbers["slope_combination_expected"] == pytest.approx(-1)
+    assert abs(maxwell.numbers["u_term"]) < 0.01 and abs(maxwell.numbers["v_term"]) < 0.01
+    assert maxwell.numbers["r2"] > 0.999
+    assert "relation_max_err" in maxwell.numbers
+    adiabat = AdiabatCheck().run(ds)
+    assert adiabat.context["adiabat"] == "lr = const"
+    assert adiabat.numbers["spread_ratio"] < 0.05
+    assert adiabat.numbers["heat_capacity_mean"] == pytest.approx(1.0, abs=1e-3)  # D = 3: C_V = (D-1)/2
+    pot = PotentialMinimumCheck().run(ds)
+    assert pot.numbers["fraction_own_minimum"] == 1.0
+
+
+def test_numbers_on_synthetic_fixed_elr(runs):
+    maxwell = MaxwellCheck(**FAST).run(runs["fixed-elr"])
+    # fixed ELR: c = -(D-1)/2, e = 0, f = 0
+    assert maxwell.numbers["c_over_nr"] == pytest.approx(-1, abs=0.02)
+    assert abs(maxwell.numbers["e_over_nr"]) < 0.01 and abs(maxwell.numbers["f_over_nr"]) < 0.01
+    adiabat = AdiabatCheck(**FAST).run(runs["fixed-elr"])
+    assert adiabat.context["adiabat"] == "elr**2/wd = const"
+
+
+# ---------------------------------------------------------------------- every check can fail
+def test_energy_check_fails_on_wrong_energy(runs):
+    ds = _perturbed(runs["fixed-lr"], loss=lambda d: d["loss"] * 1.2)
+    assert _verdict(VMFEnergyCheck(), ds) == "fail"
+    assert _verdict(VMFEnergyCheck(tolerance=0.5), ds) == "pass"
+
+
+def test_entropy_check_fails_on_biased_entropy(runs):
+    ds = _perturbed(runs["fixed-elr"], entropy_sphere=lambda d: d["entropy_sphere"] + 0.3)
+    result = VMFEntropyCheck().run(ds)
+    assert result.verdict == "fail"
+    assert result.numbers["mean_error"] == pytest.approx(0.3, abs=0.02)
+
+
+@pytest.mark.parametrize("protocol", ["fixed-lr", "fixed-elr"])
+def test_radius_check_fails_when_radius_is_off(runs, protocol):
+    ds = _perturbed(runs[protocol], rho=lambda d: d["rho"] * 1.2)
+    result = StationaryRadiusCheck().run(ds)
+    assert result.verdict == "fail"
+    assert result.numbers["max_rel_error_discrete"] > 0.15
+
+
+def test_radius_check_sde_option(runs):
+    result = StationaryRadiusCheck(prediction="sde").run(runs["fixed-lr"])
+    assert result.key == "max_rel_error_sde" and result.verdict == "pass"
+    # without the noise measurements the discrete prediction is unavailable: falls back to the SDE
+    ds = runs["fixed-lr"].drop_vars(["trace_sigma", "grad_full_sq"])
+    assert StationaryRadiusCheck().run(ds).key == "max_rel_error_sde"
+    with pytest.raises(InputError):
+        StationaryRadiusCheck(prediction="exact")
+
+
+def test_radius_check_fails_on_wrong_effective_weight_decay(runs):
+    ds = _perturbed(runs["fixed-sphere"], lambda_eff=lambda d: d["lambda_eff"] * 1.3)
+    result = StationaryRadiusCheck().run(ds)
+    assert result.verdict == "fail"
+    assert result.key == "max_rel_error_pressure"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_potential_check_fails_on_swapped_states(runs, protocol):
+    first = runs[protocol].thermo.hyperparameters[0]
+    ds = runs[protocol].copy(deep=True)
+    for var in ("loss", "entropy", "entropy_sphere"):
+        ds[var] = ds[var].copy(data=ds[var].isel({first: slice(None, None, -1)}).values)
+    result = PotentialMinimumCheck().run(ds)
+    assert result.verdict == "fail", result.summary
+    assert result.numbers["fraction_own_minimum"] < 0.5
+
+
+def test_maxwell_and_adiabat_fail_on_wrong_entropy_slope(runs):
+    # dS/d ln(wd) should be 0 at fixed lr; make it (D-1)/4
+    ds = _perturbed(runs["fixed-lr"], entropy=lambda d: d["entropy"] + 0.5 * np.log(d["wd"]))
+    maxwell = MaxwellCheck(**FAST).run(ds)
+    assert maxwell.verdict == "fail"
+    assert maxwell.numbers["relation_max"] == pytest.approx(0.5, abs=0.03)
+    assert AdiabatCheck(**FAST).run(ds).verdict == "fail"
+
+
+def test_maxwell_fails_for_fixed_elr_slope(runs):
+    ds = _perturbed(runs["fixed-elr"], entropy=lambda d: d["entropy"] - 0.4 * np.log(d["wd"]))
+    result = MaxwellCheck(**FAST).run(ds)
+    assert result.verdict == "fail"
+    assert result.numbers["c_over_nr"] == pytest.approx(-1.4, abs=0.03)
+
+
+def test_adiabat_fails_while_maxwell_holds(runs):
+    # Adding g(ln lr + ln wd) leaves dS/dv - dS/du unchanged (Maxwell holds) but makes S
+    # vary along the adiabat (lr fixed).
+    ds = _perturbed(runs["fixed-lr"], entropy=lambda d: d["entropy"] + 0.4 * (np.log(d["lr"]) + np.log(d["wd"])))
+    assert MaxwellCheck(**FAST).run(ds).verdict == "pass"
+    result = AdiabatCheck(**FAST).run(ds)
+    assert result.verdict == "fail"
+    assert result.numbers["spread_ratio"] > 0.2
+
+
+def test_maxwell_fixed_sphere_fails_on_wrong_volume_dependence(runs):
+    ds = _perturbed(runs["fixed-sphere"], entropy=lambda d: d["entropy"] + 0.6 * np.log(d["sphere_radius"]))
+    assert MaxwellCheck(**FAST).run(ds).verdict == "fail"
+
+
+# ---------------------------------------------------------------------- skipping and selection
+def test_network_runs_skip_exact_vmf_checks(runs):
+    ds = runs["fixed-lr"].assign_attrs(kind="network")
+    names = [c.name for c in default_checks(ds)]
+    assert "vmf-energy" not in names and "vmf-entropy" not in names
+    assert VMFEnergyCheck().run(ds).verdict == "skip"
+    # the adiabat then uses a constant C_V fitted to U(T): about (D-1)/2 here
+    result = AdiabatCheck(**FAST).run(ds)
+    assert result.verdict == "pass"
+    assert result.numbers["heat_capacity_mean"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_small_grid_skips_surface_checks():
+    ds = synthetic_run("fixed-lr", grid={"lr": [0.01, 0.02], "wd": [0.01, 0.02, 0.04]}, n_logs=12)
+    results = {r.name: r for r in run_checks(ds)}
+    assert results["maxwell"].verdict == "skip" and "at least" in results["maxwell"].summary
+    assert results["adiabat"].verdict == "skip"
+    assert results["stationary-radius"].verdict == "pass"
+    assert results["potential-minimum"].verdict == "pass"
+
+
+def test_run_without_entropy_skips_entropy_checks():
+    ds = synthetic_run("fixed-elr", n_logs=12).drop_vars(["entropy", "entropy_sphere"])
+    results = {r.name: r for r in run_checks(ds)}
+    for name in ("vmf-entropy", "potential-minimum", "maxwell", "adiabat"):
+        assert results[name].verdict == "skip", name
+        assert "needs" in results[name].summary
+    assert results["vmf-energy"].verdict == "pass"
+
+
+def test_tolerance_overrides_and_registry(runs):
+    checks = default_checks(runs["fixed-lr"], {"maxwell": 1e-6})
+    assert next(c for c in checks if c.name == "maxwell").tolerance == 1e-6
+    with pytest.raises(InputError, match="unknown check"):
+        default_checks(runs["fixed-lr"], {"nonsense": 1})
+    with pytest.raises(InputError, match="unknown check"):
+        get_check("nonsense")
+    with pytest.raises(InputError):
+        MaxwellCheck(tolerance=-1)
+    assert get_check("adiabat", tolerance=0.3).tolerance == 0.3
+
+
+def test_single_seed_has_no_bootstrap_errors():
+    ds = synthetic_run("fixed-elr", seeds=1, n_logs=12)
+    result = MaxwellCheck().run(ds)
+    assert result.verdict == "pass"
+    assert not any(k.endswith("_err") for k in result.numbers)
+
+
+def test_checks_accept_any_measured_states(runs):
+    class Experiment:
+        """Not a Dataset: just protocol, dim and stationary()."""
+
+        def __init__(self, ds):
+            self._acc = ds.thermo
+            self.protocol = self._acc.protocol
+            self.dim = self._acc.dim
+
+        def stationary(self, window=0.5):
+            return self._acc.stationary(window)
+
+    exp = Experiment(runs["fixed-elr"])
+    names = [c.name for c in default_checks(exp)]
+    assert "vmf-energy" not in names  # kind defaults to "network"
+    for r in run_checks(exp):
+        assert r.verdict == "pass", (r.name, r.summary)
+    with pytest.raises(InputError):
+        run_checks(object())
+
+
+# ---------------------------------------------------------------------- results
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_results_serialise_and_plot(runs, protocol):
+    results = run_checks(runs[protocol])
+    skipped = MaxwellCheck().run(synthetic_run(protocol, grid=None if protocol != "fixed-lr" else
+                                               {"lr": [0.01, 0.02], "wd": [0.01, 0.02]}, n_logs=8))
+    for r in [*results, skipped]:
+        payload = r.to_dict()
+        text = json.dumps(payload, allow_nan=False)
+        assert json.loads(text)["name"] == r.name
+        assert payload["verdict"] in ("pass", "fail", "skip")
+        fig = r.plot()
+        assert isinstance(fig, Figure)
+        if protocol == "fixed-elr":  # drawing is slow; render one protocol's figures
+            fig.savefig(io.BytesIO(), format="png", dpi=40)
+
+
+def test_potential_gaps_shape_and_diagonal(runs):
+    ds = runs["fixed-sphere"]
+    gaps = potential_gaps(ds.thermo.protocol, ds.thermo.stationary(0.5))
+    assert gaps.dims == ("lr", "sphere_radius", "lr_j", "sphere_radius_j")
+    # Helmholtz: only states of the same radius compete
+    assert np.isnan(gaps.isel(lr=0, sphere_radius=0, lr_j=0, sphere_radius_j=1))
+    assert np.nanmin(gaps.values) == 0.0
+
+
+# ---------------------------------------------------------------------- statistical noise
+@pytest.fixture(scope="module")
+def noisy() -> xr.Dataset:
+    """Instantaneous-loss-like noise (60 % per log) and 0.3 nats per entropy estimate."""
+    return synthetic_run("fixed-lr", noise=0.01, loss_noise=0.6, entropy_noise=0.3, n_logs=40, entropy_every=200,
+                         rng=0)
+
+
+def test_noise_allowance_passes_noisy_run(noisy):
+    for check in (VMFEnergyCheck(), VMFEntropyCheck(), PotentialMinimumCheck(), MaxwellCheck(**FAST),
+                  AdiabatCheck(**FAST)):
+        result = check.run(noisy)
+        assert result.verdict == "pass", (result.name, result.summary)
+    # the raw errors are beyond the tolerances: only the noise allowance lets them pass
+    assert VMFEnergyCheck(z=0).run(noisy).verdict == "fail"
+    assert VMFEntropyCheck(z=0).run(noisy).verdict == "fail"
+    assert PotentialMinimumCheck(z=0).run(noisy).verdict == "fail"
+    energy = VMFEnergyCheck().run(noisy)
+    assert 0.05 < energy.numbers["rel_noise_median"] < 0.2  # about 0.6 / sqrt(20 logs * 2 seeds)
+
+
+def test_noise_allowance_does_not_hide_real_errors(noisy):
+    wrong_energy = _perturbed(noisy, loss=lambda d: d["loss"] * 1.6)
+    assert VMFEnergyCheck().run(wrong_energy).verdict == "fail"
+    wrong_slope = _perturbed(noisy, entropy=lambda d: d["entropy"] + 0.5 * np.log(d["wd"]))
+    assert MaxwellCheck(**FAST).run(wrong_slope).verdict == "fail"
+    assert AdiabatCheck(**FAST).run(wrong_slope).verdict == "fail"
+
+
+def test_checks_without_standard_errors_use_raw_errors(runs):
+    """A MeasuredStates without *_se variables: the key figures are the raw errors."""
+
+    class Bare:
+        def __init__(self, ds):
+            self._acc = ds.thermo
+            self.protocol, self.dim, self.kind = self._acc.protocol, self._acc.dim, "isotropic"
+
+        def stationary(self, window=0.5):
+            st = self._acc.stationary(window)
+            return st.drop_vars([v for v in st.data_vars if v.endswith("_se")])
+
+    result = VMFEnergyCheck().run(Bare(runs["fixed-lr"]))
+    assert result.numbers["max_rel_error_beyond_noise"] == pytest.approx(
+        VMFEnergyCheck(z=0).run(runs["fixed-lr"]).numbers["max_rel_error_beyond_noise"])
+
+
+# ---------------------------------------------------------------------- a real simulated store
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    import shutil
+
+    run = pytest.importorskip("thermonet.simulation.run")
+    grid = np.geomspace(1e-2, 1e-1, 3)
+    root = tmp_path_factory.mktemp("sim")
+    settings = dict(protocol="fixed-elr", dim=3, grid={"elr": grid, "wd": grid}, seeds=[0, 1], steps=100_000,
+                    entropy_every=10_000, log_every=1000, queue_size=200)
+    # A run stopped at step 60 000 (as if killed), then a copy of it resumed to the end.
+    partial = run.simulate(out=root / "partial.zarr", stop_after=60_000, **settings)
+    shutil.copytree(partial, root / "full.zarr")
+    full = run.simulate(out=root / "full.zarr", resume=True, **settings)
+    return full, partial
+
+
+def test_checks_on_a_simulated_store(simulated):
+    import warnings as _warnings
+
+    import thermonet
+    from thermonet.store import PartialRunWarning
+
+    full, partial = simulated
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error", PartialRunWarning)
+        ds = thermonet.open_run(full)
+    results = {r.name: r for r in run_checks(ds)}
+    assert list(results) == list(CHECKS)
+    for r in results.values():
+        assert r.verdict == "pass", (r.name, r.summary)
+    assert results["stationary-radius"].numbers["max_rel_error_discrete"] < 0.05
+    assert results["maxwell"].numbers["r2"] > 0.99
+    with pytest.warns(PartialRunWarning):
+        part = thermonet.open_run(partial)
+    assert part.thermo.stationary(0.5).attrs["window_last_step"] == 60_000
+    assert StationaryRadiusCheck().run(part).verdict == "pass"
+
+
+def test_other_simulated_energies_skip_exact_vmf(runs):
+    ds = runs["fixed-elr"].assign_attrs(energy="double-well")
+    names = [c.name for c in default_checks(ds)]
+    assert "vmf-energy" not in names
+    result = VMFEntropyCheck().run(ds)
+    assert result.verdict == "skip" and "double-well" in result.summary
+    assert default_checks(runs["fixed-elr"].assign_attrs(energy="linear"))[0].name == "vmf-energy"

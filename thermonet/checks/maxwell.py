@@ -1,0 +1,184 @@
+"""V3: the Maxwell relation of the protocol's potential, tested on the entropy surface.
+
+``Protocol.maxwell_relation()`` rewrites the Maxwell relation of the potential the
+protocol minimises ((dS/dP)_T = -(dV/dT)_P for Gibbs, (dS/dV)_T = (dP/dT)_V for
+Helmholtz) as ``coef_u dS/du + coef_v dS/dv = rhs`` in ``u = ln hp1``, ``v = ln hp2``.
+This check fits the quadratic entropy surface (:mod:`thermonet.checks.surface`) to the
+seed-averaged entropy, evaluates the relation's residual at every grid point and divides
+it by N_R = (D-1)/2. For fixed LR this is THEORY §5's ``|dS/dv - dS/du + (D-1)/2| / ((D-1)/2)``
+and the constant/u/v terms of the residual are ``(c-b)/N_R + 1``, ``(e-2d)/N_R``,
+``(2f-e)/N_R``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import ClassVar
+
+import attrs
+import numpy as np
+import sympy as sp
+import xarray as xr
+
+from thermonet.checks.base import (
+    Check,
+    CheckResult,
+    gas_constant,
+    hyperparameter_log_symbols,
+    log_mesh,
+    maxwell_relation,
+    nan_stats,
+    nonnegative_count,
+    nonnegative_tolerance,
+    seed_mean,
+    seed_mean_and_error,
+)
+from thermonet.checks.surface import (
+    COEFFICIENT_NAMES,
+    bootstrap_over_seeds,
+    fit_quadratic_surface,
+    log_grid,
+    surface_problem,
+)
+from thermonet.theory.symbols import HYPERPARAMETER_SYMBOLS, D, sigma2
+
+__all__ = ["MaxwellCheck"]
+
+
+@functools.lru_cache(maxsize=32)
+def _relation_numeric(protocol, dim: float):
+    """Numeric (coef_u, coef_v, rhs) as functions of (u, v, hp1, hp2, sigma2), plus constants if constant."""
+    relation = maxwell_relation(protocol)
+    u, v = hyperparameter_log_symbols()
+    h1, h2 = (HYPERPARAMETER_SYMBOLS[n] for n in protocol.hyperparameters)
+    args = [u, v, h1, h2, sigma2]
+    exprs = [sp.sympify(e).subs(D, sp.nsimplify(dim)) for e in (relation.coef_u, relation.coef_v, relation.rhs)]
+    functions = [sp.lambdify(args, e, "numpy") for e in exprs]
+    constants = [float(e) if not e.free_symbols else None for e in exprs]
+    return functions, constants, str(relation)
+
+
+def _evaluate(fn, shape, *args):
+    return np.asarray(fn(*args), dtype=float) * np.ones(shape)
+
+
+def _plot_residual(result: CheckResult, ax) -> None:
+    res = result.details["relation_residual"]
+    hps = result.context["hyperparameters"]
+    data = res.transpose(hps[1], hps[0]).values
+    limit = np.nanmax(np.abs(data)) if np.isfinite(data).any() else 1.0
+    limit = max(limit, result.tolerance or 0.0, 1e-12)
+    mesh = log_mesh(ax, res[hps[0]].values, res[hps[1]].values, data, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    ax.get_figure().colorbar(mesh, ax=ax, label="Maxwell residual / ((D-1)/2)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(hps[0])
+    ax.set_ylabel(hps[1])
+    ax.text(0.02, 0.02, f"R2 = {result.numbers.get('r2', np.nan):.4f}", transform=ax.transAxes, fontsize=8,
+            bbox={"fc": "w", "alpha": 0.7, "lw": 0})
+
+
+@attrs.frozen(kw_only=True)
+class MaxwellCheck(Check):
+    """The protocol's Maxwell relation on the fitted quadratic entropy surface (V3).
+
+    Key figure ``relation_max_beyond_noise``: the largest relative residual over the grid
+    ``|coef_u dS/du + coef_v dS/dv - rhs| / ((D-1)/2)``, less ``z`` of its standard
+    errors (propagated linearly from the standard errors of S through the fit; ``z = 3``,
+    ``z = 0`` for the raw residual); default tolerance 0.1. ``bootstrap`` replicates over
+    seeds give ``*_err`` standard errors (several seeds only).
+    """
+
+    name: ClassVar[str] = "maxwell"
+    description: ClassVar[str] = "Maxwell relation of the protocol's potential on the quadratic entropy surface S(u, v)"
+    requires: ClassVar[tuple[str, ...]] = ("S", "sigma2")
+
+    tolerance: float = attrs.field(default=0.1, validator=nonnegative_tolerance)
+    z: float = attrs.field(default=3.0, validator=nonnegative_tolerance)
+    bootstrap: int = attrs.field(default=200, validator=nonnegative_count)
+
+    def applicability(self, measured, states):
+        u, v, values = log_grid(seed_mean(states)["S"], tuple(measured.protocol.hyperparameters))
+        return surface_problem(u, v, values)
+
+    def statistics(self, protocol, dim: float, S: xr.DataArray, sig2: xr.DataArray,
+                   S_se: xr.DataArray | None = None) -> tuple[dict, dict]:
+        """Numbers and residual map for one seed-averaged entropy field (hp1, hp2).
+
+        ``S_se`` (standard errors of S) gives the residual's standard error by linear
+        propagation through the least-squares fit, and the key figure beyond ``z`` of them.
+        """
+        hps = tuple(protocol.hyperparameters)
+        u, v, values = log_grid(S, hps)
+        _, _, s2 = log_grid(sig2, hps)
+        surface = fit_quadratic_surface(u, v, values)
+        (f_u, f_v, f_rhs), constants, _ = _relation_numeric(protocol, float(dim))
+        h1, h2 = np.exp(u), np.exp(v)
+        cu = _evaluate(f_u, u.shape, u, v, h1, h2, s2)
+        cv = _evaluate(f_v, u.shape, u, v, h1, h2, s2)
+        rhs = _evaluate(f_rhs, u.shape, u, v, h1, h2, s2)
+        dSdu, dSdv = surface.gradient(u, v)
+        n_r = gas_constant(dim)
+        residual = (cu * dSdu + cv * dSdv - rhs) / n_r
+        residual = np.where(np.isfinite(values), residual, np.nan)
+        if S_se is not None:
+            op_u, op_v = surface.gradient_operators(u, v)
+            operator = (cu.ravel()[:, None] * op_u + cv.ravel()[:, None] * op_v) / n_r
+            noise = surface.propagated_std(operator, log_grid(S_se, hps)[2]).reshape(u.shape)
+        else:
+            noise = np.zeros(u.shape)
+        noise = np.where(np.isfinite(values), noise, np.nan)
+        beyond = np.maximum(np.abs(residual) - self.z * noise, 0.0)
+        worst, mean = nan_stats(residual)
+        finite_noise = noise[np.isfinite(noise)]
+        numbers = {"relation_max_beyond_noise": nan_stats(beyond)[0], "relation_max": worst, "relation_mean": mean,
+                   "relation_noise_median": float(np.median(finite_noise)) if finite_noise.size else np.nan,
+                   "r2": surface.r2, "residual_std": surface.residual_std}
+        coef = surface.named
+        for name in COEFFICIENT_NAMES:
+            numbers[f"{name}_over_nr"] = coef[name] / n_r
+        k_u, k_v, k_rhs = constants
+        if k_u is not None and k_v is not None:
+            _, b, c, d, e, f = surface.coefficients
+            numbers["slope_combination"] = (k_u * b + k_v * c) / n_r
+            if k_rhs is not None:
+                numbers["slope_combination_expected"] = k_rhs / n_r
+                numbers["constant_term"] = (k_u * b + k_v * c - k_rhs) / n_r
+            numbers["u_term"] = (2 * k_u * d + k_v * e) / n_r
+            numbers["v_term"] = (k_u * e + 2 * k_v * f) / n_r
+        maps = {"fitted": surface.value(u, v), "residual": residual, "dS_du": dSdu, "dS_dv": dSdv, "noise": noise}
+        return numbers, maps
+
+    def _run(self, measured, states):
+        protocol = measured.protocol
+        hps = tuple(protocol.hyperparameters)
+        dim = float(measured.dim)
+        sm = seed_mean(states)
+        S = sm["S"].transpose(*hps)
+        S_se = seed_mean_and_error(states, "S")[1].transpose(*hps)
+        sig2 = sm["sigma2"].transpose(*hps)
+        numbers, maps = self.statistics(protocol, dim, S, sig2, S_se)
+
+        def stat(field):
+            nums, _ = self.statistics(protocol, dim, field.transpose(*hps), sig2)
+            return {k: nums[k] for k in nums if "noise" not in k}
+
+        numbers.update(bootstrap_over_seeds(states["S"], stat, replicates=self.bootstrap))
+        key = "relation_max_beyond_noise"
+        passed = bool(np.isfinite(numbers[key]) and numbers[key] <= self.tolerance)
+        _, _, statement = _relation_numeric(protocol, dim)
+        err = numbers.get("relation_max_err")
+        err_text = f" (bootstrap +/- {err:.2g})" if err is not None and np.isfinite(err) else ""
+        summary = (f"Maxwell residual/N_R: max {numbers['relation_max']:.3g}{err_text}, beyond {self.z:g} s.e. "
+                   f"{numbers[key]:.3g} {'<=' if passed else '>'} {self.tolerance:g}; mean "
+                   f"{numbers['relation_mean']:.3g}; surface R2 {numbers['r2']:.4f}")
+        coords = {h: S[h].values for h in hps}
+        details = {"S": S, "S_se": S_se, **{k: xr.DataArray(vals, dims=hps, coords=coords)
+                                           for k, vals in (("S_fitted", maps["fitted"]),
+                                                           ("relation_residual", maps["residual"]),
+                                                           ("relation_noise", maps["noise"]),
+                                                           ("dS_du", maps["dS_du"]), ("dS_dv", maps["dS_dv"]))}}
+        return self._result(passed=passed, key=key, numbers=numbers, summary=summary, details=details,
+                            context={"hyperparameters": list(hps), "relation": statement, "z": self.z,
+                                     "u": f"ln {hps[0]}", "v": f"ln {hps[1]}"},
+                            plotter=_plot_residual)

@@ -1,0 +1,115 @@
+"""``thermonet check``: run the default checks on a run store and print a verdict table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from thermonet.errors import InputError
+
+EPILOG = """\
+exit status:
+  0  every check passed (skipped checks do not count)
+  1  at least one check failed
+  2  bad input: missing or damaged store, not a thermonet run, bad option
+
+The window is a fraction in (0, 1] of the finished logs (e.g. 0.5, 1.0) or a whole
+number of final logs (e.g. 200). See docs/checks.md for what each check compares.
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "check",
+        help="compare a run's stationary states with the theory (exit 0 pass, 1 fail, 2 bad input)",
+        description=(
+            "Open a run store, take the stationary states over the final window of the run and run\n"
+            "the checks that apply to its protocol and kind: exact vMF energy and entropy (isotropic\n"
+            "runs), stationary radius, potential minimum, Maxwell relation and adiabats. Prints a\n"
+            "table (check, key figure, value, tolerance, verdict)."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_path", metavar="RUN", help="run store (a Zarr directory written by thermonet)")
+    parser.add_argument("--window", default="0.5",
+                        help="final fraction of the logs (0 < f <= 1) or number of final logs (default 0.5)")
+    parser.add_argument("--json", metavar="FILE", default=None,
+                        help="also write the results as JSON to FILE ('-' for stdout instead of the table)")
+    parser.add_argument("--tolerance", metavar="CHECK=VALUE", action="append", default=[],
+                        help="override a check's tolerance, e.g. --tolerance maxwell=0.2 (repeatable)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _tolerances(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--tolerance {item!r}: use CHECK=VALUE, e.g. maxwell=0.2") from None
+    return out
+
+
+def open_with_warnings(path: str):
+    """open_run, printing store warnings (partial runs) as one line each on stderr."""
+    from thermonet.store import open_run
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = open_run(path)
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            print(f"thermonet: warning: {w.message}", file=sys.stderr)
+    return ds
+
+
+def run(args: argparse.Namespace) -> int:
+    from thermonet.checks import default_checks, run_checks
+    from thermonet.report import check_table
+    from thermonet.store import parse_window
+
+    window = parse_window(args.window)
+    tolerances = _tolerances(args.tolerance)
+    ds = open_with_warnings(args.run_path)
+    measured = ds.thermo
+    checks = default_checks(measured, tolerances)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        results = run_checks(measured, checks, window=window)
+    failed = any(r.passed is False for r in results)
+    payload = {
+        "run": str(args.run_path),
+        "protocol": measured.protocol.name,
+        "kind": measured.kind,
+        "dim": measured.dim,
+        "window": window,
+        "steps_done": measured.steps_done,
+        "complete": measured.complete,
+        "passed": not failed,
+        "checks": [r.to_dict() for r in results],
+    }
+    if args.json == "-":
+        print(json.dumps(payload, indent=2))
+    else:
+        print(check_table(results, markdown=False))
+        counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "skip")}
+        print(f"\n{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped "
+              f"({measured.protocol.name}, {measured.kind}, window {window})")
+        for r in results:
+            if r.passed is not True:
+                print(f"  {r.name}: {r.summary}")
+        if args.json:
+            path = Path(args.json)
+            try:
+                path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+            except OSError as exc:
+                raise InputError(f"--json {args.json}: cannot write ({exc.strerror})") from None
+    return 1 if failed else 0
