@@ -3,4 +3,52 @@
 The folder lives at the repository root (``models/``) and is mapped onto the
 ``thermonet.models`` package by ``pyproject.toml``, so installing thermonet never puts a
 generic top-level ``models`` module into site-packages.
+
+Registered models (``thermonet train --model NAME --width K``):
+
+========================  ==============================================================
+``convnet-si``            Kodryan et al. 2022 ConvNet (k, 2k, 4k, 8k), 1-D or 2-D inputs
+``resnet18-si``           pre-activation ResNet-18 of width k, 1-D or 2-D inputs
+``convnet1d-si``          MNIST-1D CNN (3 stride-2 conv1d layers of 2k channels)
+``mlp-si``                MLP with two hidden layers of 16k units
+========================  ==============================================================
+
+All are fully scale-invariant (bias-free layers, BatchNorm without affine parameters and
+without running statistics) and end in a fixed, untrained linear head of norm 10. Add a
+model by subclassing :class:`ScaleInvariantNet` with ``name=...`` (or decorating it with
+:func:`register_model`); see :mod:`thermonet.models.registry`.
 """
+
+# importing the model modules registers their classes
+from .convnet import ConvNetSI
+from .mnist1d_nets import MLPSI, ConvNet1dSI
+from .registry import (
+    DEFAULT_BN_EPS,
+    MODELS,
+    FixedHead,
+    ScaleInvariantNet,
+    batch_norm,
+    build_model,
+    check_scale_invariance,
+    get_model_class,
+    model_names,
+    register_model,
+)
+from .resnet import ResNet18SI
+
+__all__ = [
+    "DEFAULT_BN_EPS",
+    "MODELS",
+    "ConvNet1dSI",
+    "ConvNetSI",
+    "FixedHead",
+    "MLPSI",
+    "ResNet18SI",
+    "ScaleInvariantNet",
+    "batch_norm",
+    "build_model",
+    "check_scale_invariance",
+    "get_model_class",
+    "model_names",
+    "register_model",
+]

@@ -358,3 +358,95 @@ def test_other_simulated_energies_skip_exact_vmf(runs):
     result = VMFEntropyCheck().run(ds)
     assert result.verdict == "skip" and "double-well" in result.summary
     assert default_checks(runs["fixed-elr"].assign_attrs(energy="linear"))[0].name == "vmf-energy"
+
+
+# ---------------------------------------------------------------------- V1: SDE vs discrete-time predictions
+def test_sphere_lambda_eff_discrete_vs_sde_on_synthetic():
+    # large steps: T = eta/(2 rho0^2) up to 0.2, so G1^2/trSigma ~ T/sigma^2 is not small
+    grid = {"lr": np.geomspace(1e-2, 0.4, 4), "sphere_radius": np.geomspace(1.0, 2.0, 3)}
+    ds = synthetic_run("fixed-sphere", grid, n_logs=16, rng=7)
+    result = StationaryRadiusCheck().run(ds)
+    n = result.numbers
+    assert result.verdict == "pass" and result.context["prediction"] == "discrete"
+    assert result.tolerance == 0.05  # the discrete form is judged like the other protocols
+    assert n["max_rel_error_pressure"] == n["max_rel_error_pressure_discrete"] < 0.02
+    assert n["max_rel_error_pressure_sde"] > 0.1  # the SDE (ideal-gas) form misses G1^2
+    assert n["correction_beats_sde"] == 1.0
+    assert n["large_step_mean_abs_error_discrete"] < n["large_step_mean_abs_error_sde"] / 5
+    assert "the correction beats the SDE form" in result.summary
+    # lambda_eff exactly at the ideal-gas pressure: the discrete form now fails, the SDE form passes
+    ideal = ds.copy(deep=True)
+    P_ideal = result.details["P_ideal"]
+    ideal["lambda_eff"] = ideal["lambda_eff"] * (P_ideal / result.details["P_discrete"])
+    wrong = StationaryRadiusCheck().run(ideal)
+    assert wrong.verdict == "fail" and wrong.numbers["correction_beats_sde"] == 0.0
+    assert "does NOT beat" in wrong.summary
+    sde = StationaryRadiusCheck(prediction="sde").run(ideal)
+    assert sde.verdict == "pass" and sde.tolerance == 0.1 and sde.numbers["max_rel_error_pressure"] < 0.02
+    # without the noise measurements: the SDE form with its own tolerance
+    bare = StationaryRadiusCheck().run(ds.drop_vars(["trace_sigma", "grad_full_sq"]))
+    assert bare.context["prediction"] == "sde" and "max_rel_error_pressure_discrete" not in bare.numbers
+
+
+def test_radius_member_table_and_large_step_comparison():
+    from thermonet.checks.ideal_gas import member_error_table
+
+    grid = {"lr": np.geomspace(1e-3, 0.3, 4), "wd": np.geomspace(1e-3, 0.3, 4)}
+    discrete = StationaryRadiusCheck().run(synthetic_run("fixed-lr", grid, n_logs=16, noise=0.002, rng=8))
+    assert discrete.numbers["correction_beats_sde"] == 1.0
+    assert discrete.numbers["large_step_members"] >= 16 * 2 / 3 - 1  # a third of 32 members
+    table = discrete.details["member_errors"]
+    assert set(table.data_vars) >= {"measured", "sde", "discrete", "rel_error_sde", "rel_error_discrete"}
+    # the largest-correction members sit at the largest lr and wd
+    large = table["large_step"].isel(seed=0)
+    assert bool(large.isel(lr=-1, wd=-1)) and not bool(large.isel(lr=0, wd=0))
+    text = member_error_table(discrete)
+    assert len(text.splitlines()) == 2 + 32 and "rel. err discrete" in text.splitlines()[0]
+    plain = member_error_table(discrete, markdown=False)
+    assert len(plain.splitlines()) == 1 + 32
+    # a run on the SDE radius: the correction does not help
+    sde_run = synthetic_run("fixed-lr", grid, n_logs=16, noise=0.002, discrete=False, rng=8)
+    assert StationaryRadiusCheck().run(sde_run).numbers["correction_beats_sde"] == 0.0
+
+
+def test_sphere_discrete_lambda_eff_on_a_real_simulation(tmp_path):
+    """eta = 0.1, rho0 = 0.5: the SDE form is ~16 % off (G1^2 ~ 2T is not small), the discrete form is not."""
+    simulate = pytest.importorskip("thermonet.simulation").simulate
+    import thermonet
+
+    path = simulate(protocol="fixed-sphere", dim=3, grid={"lr": [0.01, 0.1], "sphere_radius": [0.5, 1.0]},
+                    seeds=[0], steps=40_000, out=tmp_path / "sphere.zarr", queue_size=100, queue_every=10,
+                    log_every=100, entropy_every=10_000)
+    ds = thermonet.open_run(path)
+    result = StationaryRadiusCheck().run(ds)
+    errors = result.details["member_errors"].sel(lr=0.1, sphere_radius=0.5).isel(seed=0)
+    assert float(errors["rel_error_sde"]) > 0.1
+    assert abs(float(errors["rel_error_discrete"])) < 0.03
+    assert result.verdict == "pass" and result.numbers["correction_beats_sde"] == 1.0
+    # the isotropic model has a constant noise level
+    trend = get_check("noise-trend").run(ds)
+    assert trend.verdict == "pass" and abs(trend.numbers["slope"]) < 1e-6
+
+
+# ---------------------------------------------------------------------- V3 as in the paper's table 4
+def test_maxwell_table4_with_bootstrap():
+    from thermonet.checks.maxwell import maxwell_table, table4_row
+
+    results = {p: MaxwellCheck(bootstrap=30).run(synthetic_run(p, seeds=3, n_logs=12, rng=30 + i))
+               for i, p in enumerate(PROTOCOLS)}
+    expected = {"fixed-lr": ("(c-b)/N_R", -1.0), "fixed-elr": ("c/N_R", -1.0), "fixed-sphere": ("(b+c/2)/N_R", 1.0)}
+    for protocol, result in results.items():
+        row = table4_row(result)
+        label, target = expected[protocol]
+        value, err = row[label]
+        assert value == pytest.approx(target, abs=0.03)
+        assert np.isfinite(err) and 0 < err < 0.05  # bootstrap over the 3 seeds
+        assert len(row) == 6
+        assert row["R2"][0] > 0.99
+        assert 0 <= row["mean relative error"][0] <= row["max relative error"][0] < 0.1
+    text = maxwell_table(results)
+    lines = text.splitlines()
+    assert len(lines) == 2 + 3 and "(e-2d)/N_R" in text and "+/-" in text
+    single = MaxwellCheck().run(synthetic_run("fixed-elr", seeds=1, n_logs=12))
+    assert np.isnan(table4_row(single)["c/N_R"][1])
+    assert "+/-" not in maxwell_table({"one": single}, markdown=False).splitlines()[1]

@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "simulate",
     "check",
     "report",
+    "train",
+    "temperature",
     "study",
 )
 

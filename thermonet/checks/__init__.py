@@ -9,10 +9,14 @@ and returns a :class:`CheckResult`. See ``docs/checks.md``.
 >>> ds = thermonet.open_run("runs/fixed-lr.zarr")            # doctest: +SKIP
 >>> for result in run_checks(ds, window=0.5):               # doctest: +SKIP
 ...     print(result.name, result.verdict, result.summary)
+
+Optional checks (:data:`OPTIONAL_CHECKS`, e.g. ``noise-trend``) are not among the
+defaults; run them by name: ``run_checks(ds, [get_check("noise-trend")])``.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 
 import xarray as xr
@@ -32,6 +36,8 @@ __all__ = [
     "Check",
     "CheckResult",
     "MaxwellCheck",
+    "NoiseTrendCheck",
+    "OPTIONAL_CHECKS",
     "PotentialMinimumCheck",
     "StationaryRadiusCheck",
     "VMFEnergyCheck",
@@ -48,16 +54,40 @@ CHECKS: dict[str, type[Check]] = {
                 AdiabatCheck)
 }
 
+#: Checks run only when asked for by name (not by :func:`default_checks`), as
+#: ``"module:Class"`` so that their modules, which build on this package, load lazily.
+#: ``noise-trend``: the measured noise level against eta*lambda / eta~ / eta/rho_0**2
+#: (:class:`thermonet.temperature.NoiseTrendCheck`); networks are expected to fail it
+#: (paper 004, §7.3), so it is not a default.
+OPTIONAL_CHECKS: dict[str, str] = {
+    "noise-trend": "thermonet.temperature:NoiseTrendCheck",
+}
+
 #: Checks that need the exact vMF statistics (isotropic runs only).
 _ISOTROPIC_ONLY = ("vmf-energy", "vmf-entropy")
 
 
+def _optional_class(name: str) -> type[Check]:
+    module, _, attr = OPTIONAL_CHECKS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def __getattr__(name: str):
+    """Lazy access to the optional check classes (``from thermonet.checks import NoiseTrendCheck``)."""
+    for key, target in OPTIONAL_CHECKS.items():
+        if target.rpartition(":")[2] == name:
+            return _optional_class(key)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def get_check(name: str, **options) -> Check:
-    """A check by name with optional overrides (e.g. ``tolerance=0.02``)."""
-    try:
+    """A check by name (default or optional) with optional overrides (e.g. ``tolerance=0.02``)."""
+    if name in CHECKS:
         cls = CHECKS[name]
-    except KeyError:
-        raise InputError(f"unknown check {name!r}; choose from {', '.join(CHECKS)}") from None
+    elif name in OPTIONAL_CHECKS:
+        cls = _optional_class(name)
+    else:
+        raise InputError(f"unknown check {name!r}; choose from {', '.join([*CHECKS, *OPTIONAL_CHECKS])}")
     try:
         return cls(**options)
     except TypeError as exc:

@@ -8,7 +8,15 @@ Predictions come from the protocol (``thermonet.theory.protocols``):
   measured tr Sigma(x) and G_1**2: the balance E||w'||**2 = ||w||**2 (THEORY §3, paper
   appendix H);
 * fixed sphere: the measured effective weight decay ``lambda_eff`` vs the ideal-gas
-  pressure ``Protocol.predicted("P", hp, sigma2, D)`` (THEORY §4).
+  pressure ``Protocol.predicted("P", hp, sigma2, D)`` (the SDE form, THEORY §4) and vs the
+  discrete form ``FixedSphere.effective_weight_decay_expr()`` = eta (trSigma + G1**2) /
+  (2 rho_0**4) with the measured tr Sigma(x) and G_1**2 (paper appendix H, eq. 123).
+
+Both predictions are reported member by member (``details["member_errors"]``,
+:func:`member_error_table`). The members where the discrete-time correction is largest
+(the third with the largest predicted ``|discrete/SDE - 1|``: large eta or lambda) get
+their own mean errors, and ``correction_beats_sde`` (1 or 0) says whether the correction
+predicts them better than the SDE form.
 """
 
 from __future__ import annotations
@@ -29,9 +37,95 @@ from thermonet.checks.base import (
 )
 from thermonet.errors import InputError
 
-__all__ = ["StationaryRadiusCheck"]
+__all__ = ["StationaryRadiusCheck", "member_error_table"]
 
 _MAX_CURVES = 6
+#: Fraction of the members, those with the largest predicted discrete-time correction,
+#: on which the SDE and discrete predictions are compared ("large eta or lambda").
+LARGE_STEP_FRACTION = 1 / 3
+
+
+def _large_step_comparison(rel_sde: np.ndarray, rel_disc: np.ndarray, correction: np.ndarray
+                           ) -> tuple[dict[str, float], np.ndarray]:
+    """Mean |relative error| of both predictions on the members with the largest correction.
+
+    ``correction`` is the predicted ``|discrete/SDE - 1|`` of each member. Returns the
+    numbers and the boolean mask of the large-step members.
+    """
+    good = np.isfinite(rel_sde) & np.isfinite(rel_disc) & np.isfinite(correction)
+    mask = np.zeros(np.shape(correction), dtype=bool)
+    if not good.any():
+        nan = float("nan")
+        return {"large_step_members": 0.0, "large_step_min_correction": nan, "large_step_mean_abs_error_sde": nan,
+                "large_step_mean_abs_error_discrete": nan, "correction_beats_sde": nan}, mask
+    threshold = float(np.quantile(correction[good], 1 - LARGE_STEP_FRACTION))
+    mask = good & (correction >= threshold)
+    sde = float(np.mean(np.abs(rel_sde[mask])))
+    disc = float(np.mean(np.abs(rel_disc[mask])))
+    return {"large_step_members": float(mask.sum()), "large_step_min_correction": threshold,
+            "large_step_mean_abs_error_sde": sde, "large_step_mean_abs_error_discrete": disc,
+            "correction_beats_sde": float(disc < sde)}, mask
+
+
+def _comparison_text(numbers: dict[str, float]) -> str:
+    if not np.isfinite(numbers.get("correction_beats_sde", np.nan)):
+        return ""
+    beats = numbers["correction_beats_sde"] == 1.0
+    return (f"; largest-correction third (large eta or lambda): mean |error| SDE "
+            f"{numbers['large_step_mean_abs_error_sde']:.3g} vs discrete "
+            f"{numbers['large_step_mean_abs_error_discrete']:.3g}, the correction "
+            f"{'beats' if beats else 'does NOT beat'} the SDE form")
+
+
+def _member_errors(template, measured: np.ndarray, sde: np.ndarray, disc: np.ndarray | None,
+                   large: np.ndarray | None, quantity: str):
+    """Per-member Dataset: measured value, both predictions and their relative errors."""
+    import xarray as xr
+
+    data = {"measured": like(template, measured), "sde": like(template, sde),
+            "rel_error_sde": like(template, (measured - sde) / sde)}
+    if disc is not None:
+        data["discrete"] = like(template, disc)
+        data["rel_error_discrete"] = like(template, (measured - disc) / disc)
+        data["correction"] = like(template, disc / sde - 1)
+        if large is not None:
+            data["large_step"] = xr.DataArray(large, dims=template.dims, coords=template.coords)
+    return xr.Dataset(data, attrs={"quantity": quantity})
+
+
+def member_error_table(result: CheckResult, markdown: bool = True) -> str:
+    """Table of the per-member relative errors of a ``stationary-radius`` result (SDE vs discrete).
+
+    One row per member (hyperparameters, seed): the measured radius (fixed sphere:
+    ``lambda_eff``), the SDE and discrete predictions and their relative errors; a ``*``
+    marks the large-step members the comparison in the summary uses.
+    """
+    table = result.details.get("member_errors")
+    if table is None:
+        return f"{result.name}: no per-member errors ({result.summary})"
+    dims = list(table["measured"].dims)
+    flat = table.stack(member=dims)
+    have_disc = "discrete" in table
+    head = [*dims, table.attrs.get("quantity", "measured"), "SDE", "rel. err SDE"]
+    if have_disc:
+        head += ["discrete", "rel. err discrete", "large step"]
+    rows = []
+    for i in range(flat.sizes["member"]):
+        point = flat.isel(member=i)
+        row = [f"{point[d].item():.4g}" if d != "seed" else str(int(point[d].item())) for d in dims]
+        row += [f"{float(point['measured']):.5g}", f"{float(point['sde']):.5g}",
+                f"{float(point['rel_error_sde']):+.4f}"]
+        if have_disc:
+            large = bool(point["large_step"]) if "large_step" in point else False
+            row += [f"{float(point['discrete']):.5g}", f"{float(point['rel_error_discrete']):+.4f}",
+                    "*" if large else ""]
+        rows.append(row)
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    return "\n".join("  ".join(str(c).rjust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows])
 
 
 def _curves(result: CheckResult, ax, measured: str, predictions: dict[str, str], ylabel: str) -> None:
@@ -64,14 +158,25 @@ class StationaryRadiusCheck(Check):
 
     Key figure: the largest relative error over members of the discrete-time prediction
     when the run stores ``trace_sigma`` and ``grad_full_sq`` (``prediction="discrete"``),
-    else of the SDE radius; default tolerance 5 %. Fixed sphere: the largest relative
-    error of ``lambda_eff`` vs the ideal-gas pressure, default tolerance 10 % (the
-    full-gradient term makes lambda_eff exceed it by about G_1**2 / trSigma).
+    else of the SDE radius; default tolerance 5 %.
+
+    Fixed sphere: key figure ``max_rel_error_pressure``, the largest relative error of
+    ``lambda_eff`` vs the prediction in use: the discrete form eta (trSigma + G1**2) /
+    (2 rho_0**4) with the measured noise (``prediction="discrete"``, when stored;
+    tolerance ``tolerance``, 5 %, like the other protocols), else the ideal-gas (SDE)
+    pressure eta sigma2 (D-1) / (2 rho_0**4) (tolerance ``pressure_tolerance``, 10 %: the
+    full-gradient term makes lambda_eff exceed it by about G_1**2 / trSigma). Both are
+    reported as ``*_pressure_sde`` and ``*_pressure_discrete``. The radius must also be
+    pinned to rho_0 within ``tolerance``.
+
+    Every protocol: ``details["member_errors"]`` holds the per-member errors of both
+    predictions (:func:`member_error_table`), and the ``large_step_*`` numbers compare
+    them on the third of the members with the largest predicted correction.
     """
 
     name: ClassVar[str] = "stationary-radius"
     description: ClassVar[str] = ("stationary radius vs SDE and discrete-time predictions "
-                                  "(fixed sphere: lambda_eff vs ideal-gas pressure)")
+                                  "(fixed sphere: lambda_eff vs ideal-gas and discrete-time pressure)")
     requires: ClassVar[tuple[str, ...]] = ("rho", "sigma2")
 
     tolerance: float = attrs.field(default=0.05, validator=nonnegative_tolerance)
@@ -88,6 +193,11 @@ class StationaryRadiusCheck(Check):
             return "a fixed-sphere run needs lambda_eff"
         return None
 
+    @staticmethod
+    def _have_noise(states) -> bool:
+        return all(v in states.data_vars and bool(np.isfinite(states[v]).any())
+                   for v in ("trace_sigma", "grad_full_sq"))
+
     def _run(self, measured, states):
         protocol = measured.protocol
         hps = tuple(protocol.hyperparameters)
@@ -98,31 +208,11 @@ class StationaryRadiusCheck(Check):
         context = {"hyperparameters": list(hps)}
         numbers: dict[str, float] = {}
         details = {"rho": template}
+        have_discrete = self._have_noise(states)
 
         if protocol.pressure_expr() is None:  # fixed sphere: pressure is measured
-            P_ideal = protocol.predicted("P", hp, sigma2, dim)
-            lam = states["lambda_eff"].values
-            rel_p = (lam - P_ideal) / P_ideal
-            radius = protocol.predicted("rho", hp, sigma2, dim)
-            rel_r = (template.values - radius) / radius
-            numbers["max_rel_error_pressure"], numbers["mean_rel_error_pressure"] = nan_stats(rel_p)
-            numbers["max_rel_error_radius"], numbers["mean_rel_error_radius"] = nan_stats(rel_r)
-            key = "max_rel_error_pressure"
-            tol = self.pressure_tolerance
-            passed = bool(np.isfinite(numbers[key]) and numbers[key] <= tol
-                          and np.isfinite(numbers["max_rel_error_radius"])
-                          and numbers["max_rel_error_radius"] <= self.tolerance)
-            details.update(lambda_eff=states["lambda_eff"], P_ideal=like(template, P_ideal, "P_ideal"),
-                           rel_error_pressure=like(template, rel_p, "rel_error_pressure"))
-            summary = (f"lambda_eff vs ideal-gas P: max rel. error {numbers[key]:.3g}, mean "
-                       f"{numbers['mean_rel_error_pressure']:.3g} ({'<=' if passed else '>'} {tol:g}); "
-                       f"radius pinned within {numbers['max_rel_error_radius']:.2g}")
-            result = self._result(passed=passed, key=key, numbers=numbers, summary=summary, details=details,
-                                  context=context,
-                                  plotter=lambda r, ax: _curves(r, ax, "lambda_eff", {"P_ideal": "ideal_gas"},
-                                                                "effective weight decay"))
-            result.tolerance = float(tol)
-            return result
+            return self._run_sphere(protocol, hps, hp, dim, sigma2, template, states, have_discrete,
+                                    numbers, details, context)
 
         rho_sde = protocol.predicted("rho", hp, sigma2, dim)
         rel_sde = (template.values - rho_sde) / rho_sde
@@ -130,23 +220,78 @@ class StationaryRadiusCheck(Check):
         details.update(rho_sde=like(template, rho_sde, "rho_sde"),
                        rel_error_sde=like(template, rel_sde, "rel_error_sde"))
         predictions = {"rho_sde": "sde"}
-        have_discrete = all(v in states.data_vars and bool(np.isfinite(states[v]).any())
-                            for v in ("trace_sigma", "grad_full_sq"))
+        rho_disc = large = None
         if have_discrete:
             with np.errstate(invalid="ignore"):
                 rho_disc = protocol.predicted_radius_discrete(hp, states["trace_sigma"].values,
                                                               states["grad_full_sq"].values)
             rel_disc = (template.values - rho_disc) / rho_disc
             numbers["max_rel_error_discrete"], numbers["mean_rel_error_discrete"] = nan_stats(rel_disc)
+            comparison, large = _large_step_comparison(rel_sde, rel_disc, np.abs(rho_disc / rho_sde - 1))
+            numbers.update(comparison)
             details.update(rho_discrete=like(template, rho_disc, "rho_discrete"),
                            rel_error_discrete=like(template, rel_disc, "rel_error_discrete"))
             predictions["rho_discrete"] = "discrete"
+        details["member_errors"] = _member_errors(template, template.values, rho_sde, rho_disc, large, "rho")
         use = "discrete" if (self.prediction == "discrete" and have_discrete) else "sde"
         key = f"max_rel_error_{use}"
         passed = bool(np.isfinite(numbers[key]) and numbers[key] <= self.tolerance)
         extra = (f"; SDE {numbers['max_rel_error_sde']:.3g}" if use == "discrete" else "")
         summary = (f"radius vs {use} prediction: max rel. error {numbers[key]:.3g}, mean "
-                   f"{numbers[f'mean_rel_error_{use}']:.3g} ({'<=' if passed else '>'} {self.tolerance:g}){extra}")
+                   f"{numbers[f'mean_rel_error_{use}']:.3g} ({'<=' if passed else '>'} {self.tolerance:g}){extra}"
+                   f"{_comparison_text(numbers)}")
         context["prediction"] = use
         return self._result(passed=passed, key=key, numbers=numbers, summary=summary, details=details, context=context,
                             plotter=lambda r, ax: _curves(r, ax, "rho", predictions, "radius rho"))
+
+    def _run_sphere(self, protocol, hps, hp, dim, sigma2, template, states, have_discrete, numbers, details,
+                    context):
+        from thermonet.checks.base import lambdify_hyperparameters
+        from thermonet.theory.symbols import grad_sq, trace_sigma
+
+        lam = states["lambda_eff"].values
+        P_ideal = protocol.predicted("P", hp, sigma2, dim)
+        rel_sde = (lam - P_ideal) / P_ideal
+        numbers["max_rel_error_pressure_sde"], numbers["mean_rel_error_pressure_sde"] = nan_stats(rel_sde)
+        details.update(lambda_eff=states["lambda_eff"], P_ideal=like(template, P_ideal, "P_ideal"),
+                       rel_error_pressure_sde=like(template, rel_sde, "rel_error_pressure_sde"))
+        predictions = {"P_ideal": "ideal_gas"}
+        P_disc = large = None
+        if have_discrete:
+            fn = lambdify_hyperparameters(protocol, protocol.effective_weight_decay_expr(), float(dim),
+                                          (trace_sigma, grad_sq))
+            with np.errstate(invalid="ignore"):
+                P_disc = fn(hp, states["trace_sigma"].values, states["grad_full_sq"].values)
+            rel_disc = (lam - P_disc) / P_disc
+            numbers["max_rel_error_pressure_discrete"], numbers["mean_rel_error_pressure_discrete"] = \
+                nan_stats(rel_disc)
+            comparison, large = _large_step_comparison(rel_sde, rel_disc, np.abs(P_disc / P_ideal - 1))
+            numbers.update(comparison)
+            details.update(P_discrete=like(template, P_disc, "P_discrete"),
+                           rel_error_pressure_discrete=like(template, rel_disc, "rel_error_pressure_discrete"))
+            predictions["P_discrete"] = "discrete"
+        details["member_errors"] = _member_errors(template, lam, P_ideal, P_disc, large, "lambda_eff")
+        use = "discrete" if (self.prediction == "discrete" and have_discrete) else "sde"
+        numbers["max_rel_error_pressure"] = numbers[f"max_rel_error_pressure_{use}"]
+        numbers["mean_rel_error_pressure"] = numbers[f"mean_rel_error_pressure_{use}"]
+        details["rel_error_pressure"] = details[f"rel_error_pressure_{use}"].rename("rel_error_pressure")
+        radius = protocol.predicted("rho", hp, sigma2, dim)
+        rel_r = (template.values - radius) / radius
+        numbers["max_rel_error_radius"], numbers["mean_rel_error_radius"] = nan_stats(rel_r)
+        key = "max_rel_error_pressure"
+        tol = self.tolerance if use == "discrete" else self.pressure_tolerance
+        passed = bool(np.isfinite(numbers[key]) and numbers[key] <= tol
+                      and np.isfinite(numbers["max_rel_error_radius"])
+                      and numbers["max_rel_error_radius"] <= self.tolerance)
+        what = "discrete-time" if use == "discrete" else "ideal-gas"
+        extra = (f"; SDE (ideal gas) {numbers['max_rel_error_pressure_sde']:.3g}" if use == "discrete" else "")
+        summary = (f"lambda_eff vs {what} P: max rel. error {numbers[key]:.3g}, mean "
+                   f"{numbers['mean_rel_error_pressure']:.3g} ({'<=' if passed else '>'} {tol:g}){extra}; "
+                   f"radius pinned within {numbers['max_rel_error_radius']:.2g}{_comparison_text(numbers)}")
+        context["prediction"] = use
+        result = self._result(passed=passed, key=key, numbers=numbers, summary=summary, details=details,
+                              context=context,
+                              plotter=lambda r, ax: _curves(r, ax, "lambda_eff", predictions,
+                                                            "effective weight decay"))
+        result.tolerance = float(tol)
+        return result

@@ -42,7 +42,84 @@ from thermonet.checks.surface import (
 )
 from thermonet.theory.symbols import HYPERPARAMETER_SYMBOLS, D, sigma2
 
-__all__ = ["MaxwellCheck"]
+__all__ = ["MaxwellCheck", "maxwell_table", "table4_row"]
+
+
+#: The paper's table 4 terms per protocol: (label, number, target). Fixed ELR and LR as in
+#: paper 004 appendix F; the fixed sphere's relation dS/du + dS/dv/2 = N_R likewise.
+TABLE4_TERMS: dict[str, tuple[tuple[str, str, float], ...]] = {
+    "fixed-lr": (("(c-b)/N_R", "slope_combination", -1.0), ("(e-2d)/N_R", "u_term", 0.0),
+                 ("(2f-e)/N_R", "v_term", 0.0)),
+    "fixed-elr": (("c/N_R", "c_over_nr", -1.0), ("e/N_R", "e_over_nr", 0.0), ("f/N_R", "f_over_nr", 0.0)),
+    "fixed-sphere": (("(b+c/2)/N_R", "slope_combination", 1.0), ("(2d+e/2)/N_R", "u_term", 0.0),
+                     ("(e+f)/N_R", "v_term", 0.0)),
+}
+
+
+def _with_error(numbers: dict[str, float], name: str) -> tuple[float, float]:
+    return float(numbers.get(name, np.nan)), float(numbers.get(f"{name}_err", np.nan))
+
+
+def table4_row(result: CheckResult) -> dict[str, tuple[float, float]]:
+    """The paper's table 4 entries of one Maxwell result: ``{label: (value, bootstrap error)}``.
+
+    Labels: the three surface terms divided by N_R = (D-1)/2 (e.g. ``(c-b)/N_R`` -> -1,
+    ``(e-2d)/N_R`` -> 0, ``(2f-e)/N_R`` -> 0 for fixed LR), ``R2`` of the quadratic
+    surface, and the ``max``/``mean relative error`` of the relation over the grid. The
+    errors are the bootstrap-over-seeds standard errors (NaN with one seed).
+    """
+    protocol = str(result.context.get("protocol", ""))
+    row: dict[str, tuple[float, float]] = {}
+    for label, name, _ in TABLE4_TERMS.get(protocol, ()):
+        row[label] = _with_error(result.numbers, name)
+    row["R2"] = _with_error(result.numbers, "r2")
+    row["max relative error"] = _with_error(result.numbers, "relation_max")
+    row["mean relative error"] = _with_error(result.numbers, "relation_mean")
+    return row
+
+
+def maxwell_table(results, markdown: bool = True) -> str:
+    """The paper's table 4 for several Maxwell results: one row per run.
+
+    ``results`` maps a label (e.g. the run's name) to a :class:`CheckResult` of
+    :class:`MaxwellCheck` (or is a sequence of them, labelled by protocol). Entries read
+    ``value +/- bootstrap error`` (the error only with several seeds); the expected value
+    of each surface term is in the header.
+    """
+    items = list(results.items()) if hasattr(results, "items") else [
+        (str(r.context.get("protocol", i)), r) for i, r in enumerate(results)]
+    head = ["run", "protocol", "term 1", "term 2", "term 3", "R2", "max rel. error", "mean rel. error"]
+    rows = []
+    for label, result in items:
+        if result.passed is None:
+            rows.append([label, str(result.context.get("protocol", "")), result.summary, "", "", "", "", ""])
+            continue
+        row = table4_row(result)
+        protocol = str(result.context.get("protocol", ""))
+        terms = TABLE4_TERMS.get(protocol, ())
+        cells = [label, protocol]
+        for term_label, _, target in terms:
+            value, err = row[term_label]
+            cells.append(f"{term_label} = {_fmt(value, err)} (-> {target:g})")
+        cells += [""] * (3 - len(terms))
+        for name in ("R2", "max relative error", "mean relative error"):
+            cells.append(_fmt(*row[name], digits=4 if name == "R2" else 3))
+        rows.append(cells)
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(c) for c in col) for col in zip(head, *rows)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows])
+
+
+def _fmt(value: float, err: float, digits: int = 3) -> str:
+    if not np.isfinite(value):
+        return "n/a"
+    text = f"{value:.{digits}f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    if not np.isfinite(err):
+        return text
+    return f"{text} +/- {err:.{digits}f}" if err >= 10 ** -digits or err == 0 else f"{text} +/- {err:.1e}"
 
 
 @functools.lru_cache(maxsize=32)

@@ -1,0 +1,168 @@
+"""Network ideal-gas study: a fixed-LR grid of scale-invariant ConvNets on MNIST-1D.
+
+The network counterpart of the paper's figure 2 (004, section 7, appendices F and H):
+train a grid of learning rates η × weight decays λ (× seeds) of the scale-invariant
+ConvNet (``convnet-si``) on MNIST-1D as one ensemble (``thermonet train``), then report
+
+(a) the gradient-noise level σ² at unit norm against ηλ (the paper finds σ² ≈ f(ηλ));
+(b) the temperature T = η σ² / (2ρ²) over the grid;
+(c) the stationary radius against the SDE and discrete-time predictions (check
+    ``stationary-radius``);
+(d) entropy surfaces over (ln η, ln λ) and the quadratic fit behind the Maxwell relation
+    (checks ``maxwell``, ``adiabat``, ``potential-minimum``);
+(e) training curves (loss, radius, σ², test accuracy) of a few members,
+
+into ``OUT/report.md`` (the standard report of :func:`thermonet.report.write_report`) and
+``OUT/network.md`` (the network figures above and a summary table).
+
+``--quick``: a CPU mode of a couple of minutes (width 2, 100 examples per class, a 3 × 3
+grid, 2000 steps): it exercises the whole pipeline; its numbers are not converged.
+The full mode is meant for a GPU::
+
+    python studies/network_ideal_gas.py --device cuda --out reports/network-ideal-gas
+
+(width 8, all 4000 training examples, η ∈ [0.03, 1] × λ ∈ [1e-3, 3e-2] on a 7 × 7 grid × 2
+seeds = 98 members, 50 000 steps, queue 1000 every 25 steps over the last half, K = 128
+stochastic gradients per log, 100 logs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+QUICK = dict(width=2, samples_per_class=100, lr=(0.1, 1.0, 3), wd=(0.005, 0.05, 3), seeds="0", steps=2000,
+             batch_size=64, log_every=50, queue_size=100, queue_every=5, entropy_every=250, grad_samples=8,
+             eval_batch_size=250, device="cpu", threads=1)
+FULL = dict(width=8, samples_per_class=None, lr=(0.03, 1.0, 7), wd=(1e-3, 3e-2, 7), seeds="0,1", steps=50000,
+            batch_size=128, log_every=500, queue_size=1000, queue_every=25, entropy_every=5000, grad_samples=128,
+            eval_batch_size=1000, device="cuda", threads=None)
+
+
+def _grid(spec) -> list[float]:
+    a, b, n = spec
+    return [float(v) for v in np.geomspace(a, b, int(n))]
+
+
+def network_figures(ds, out: Path, window: float) -> list[str]:
+    """Figures (a), (b), (e) of the module docstring; returns Markdown lines."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from thermonet.checks.base import log_mesh
+
+    st = ds.thermo.stationary(window)
+    sm = st.mean("seed")
+    lr, wd = sm["lr"].values, sm["wd"].values
+    lines = []
+
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for i, eta in enumerate(lr):
+        ax1.loglog(eta * wd, sm["sigma2"].values[i], "o-", ms=4, label=f"lr {eta:.3g}")
+    ax1.set_xlabel("eta * lambda")
+    ax1.set_ylabel("sigma^2 (unit-norm noise level)")
+    ax1.legend(fontsize=7)
+    mesh = log_mesh(ax2, lr, wd, sm["T"].values.T)
+    fig.colorbar(mesh, ax=ax2, label="T = eta sigma^2 / (2 rho^2)")
+    ax2.set_xlabel("learning rate eta")
+    ax2.set_ylabel("weight decay lambda")
+    fig.savefig(out / "net_a_sigma2_temperature.png", dpi=110)
+    lines += ["![sigma2 and T](net_a_sigma2_temperature.png)", "",
+              "(a) sigma^2 against eta*lambda, one curve per learning rate; (b) temperature over the grid.", ""]
+
+    fig = Figure(figsize=(14, 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(1, 4, i + 1) for i in range(4)]
+    steps = ds["step"].values
+    picks = [(0, 0), (len(lr) // 2, len(wd) // 2), (len(lr) - 1, len(wd) - 1)]
+    for i, j in picks:
+        label = f"lr {lr[i]:.3g}, wd {wd[j]:.3g}"
+        for ax, var in zip(axes, ("loss", "rho", "sigma2", "test_accuracy")):
+            ax.plot(steps, ds[var].isel(lr=i, wd=j, seed=0).values, label=label)
+            ax.set_title(var, fontsize=10)
+            ax.set_xlabel("step")
+    axes[1].set_yscale("log")
+    axes[2].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.savefig(out / "net_e_training_curves.png", dpi=110)
+    lines += ["![training curves](net_e_training_curves.png)", "",
+              "(e) Training loss, radius, sigma^2 and test accuracy of three members (seed 0).", ""]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="network_ideal_gas", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small CPU run (a couple of minutes)")
+    parser.add_argument("--out", default=None, help="report folder (default reports/network-ideal-gas[-quick])")
+    parser.add_argument("--runs", default="runs", help="folder for the run store (default runs)")
+    parser.add_argument("--device", default=None, help="override the mode's device (cpu, cuda, auto)")
+    parser.add_argument("--steps", type=int, default=None, help="override the number of steps")
+    parser.add_argument("--seeds", default=None, help="override the seeds (comma list)")
+    parser.add_argument("--width", type=int, default=None, help="override the width multiplier")
+    parser.add_argument("--compile", default=None, help="torch.compile mode for the training step (GPU)")
+    parser.add_argument("--window", type=float, default=0.5, help="stationary window (fraction of logs)")
+    parser.add_argument("--resume", action="store_true", help="continue a killed run instead of starting over")
+    args = parser.parse_args(argv)
+
+    import thermonet
+    from thermonet.ensemble import train
+    from thermonet.errors import ThermonetError
+    from thermonet.report import write_report
+
+    mode = dict(QUICK if args.quick else FULL)
+    for key in ("device", "steps", "seeds", "width"):
+        if getattr(args, key) is not None:
+            mode[key] = getattr(args, key)
+    name = "network-ideal-gas" + ("-quick" if args.quick else "")
+    out = Path(args.out or f"reports/{name}")
+    out.mkdir(parents=True, exist_ok=True)
+    store = Path(args.runs) / f"{name}.zarr"
+    options = dict(
+        model="convnet-si", width=mode["width"], dataset="mnist1d", samples_per_class=mode["samples_per_class"],
+        protocol="fixed-lr", grid={"lr": _grid(mode["lr"]), "wd": _grid(mode["wd"])}, seeds=mode["seeds"],
+        steps=mode["steps"], batch_size=mode["batch_size"], log_every=mode["log_every"],
+        queue_size=mode["queue_size"], queue_every=mode["queue_every"], entropy_every=mode["entropy_every"],
+        grad_samples=mode["grad_samples"], eval_batch_size=mode["eval_batch_size"], device=mode["device"],
+        threads=mode["threads"], compile=args.compile,
+    )
+    try:
+        tic = time.perf_counter()
+        train(store, resume=args.resume, overwrite=not args.resume, progress=True,
+              command="python studies/network_ideal_gas.py " + " ".join(argv or sys.argv[1:]), **options)
+        seconds = time.perf_counter() - tic
+        page, results = write_report([store], out, window=args.window, labels=[name])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = thermonet.open_run(store)
+        lines = [f"# {name}: scale-invariant ConvNet on MNIST-1D, fixed LR", "",
+                 f"Run store `{store}`; {ds.attrs['dim']} trained parameters; "
+                 f"{len(options['grid']['lr'])} x {len(options['grid']['wd'])} grid x "
+                 f"{len(str(options['seeds']).split(','))} seed(s); {options['steps']} steps on "
+                 f"{ds.attrs['device']} in {seconds:.0f} s. Checks and the standard figures: [report.md](report.md).",
+                 "", "| check | verdict | key figure | value | summary |", "|---|---|---|---|---|"]
+        for r in results[0]:
+            lines.append(f"| {r.name} | {r.verdict} | {r.key or '-'} | {r.key_value:.3g} | {r.summary} |")
+        lines += ["", *network_figures(ds, out, args.window)]
+        (out / "network.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        summary = {"store": str(store), "seconds": seconds, "dim": int(ds.attrs["dim"]),
+                   "checks": [r.to_dict() for r in results[0]]}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    except ThermonetError as exc:
+        print(f"network_ideal_gas: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {page} and {out / 'network.md'} ({seconds:.0f} s of training)")
+    for r in results[0]:
+        print(f"  {r.name:<18} {r.verdict:<5} {r.summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

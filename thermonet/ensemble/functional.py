@@ -1,0 +1,136 @@
+"""Functional view of a scale-invariant network: one flat parameter vector per member.
+
+:class:`FlatModel` wraps a template :class:`~thermonet.models.ScaleInvariantNet` and maps
+a flat vector ``w`` (D,) onto its trained parameters (in ``named_parameters`` order) as
+views, so ``torch.func.functional_call`` evaluates the network at ``w``. Everything that
+is not trained (the fixed head, any frozen parameter) is passed as a per-member buffer.
+``torch.func.grad`` of :meth:`FlatModel.loss` with respect to ``w`` is then the gradient
+of the scale-invariant vector, (D,), and ``torch.func.vmap`` over a stack (E, D) gives
+every member's gradient in one call (convolutions become grouped convolutions).
+
+:func:`initial_point` is the one place where a member's starting point is made, used by
+the ensemble engine and by the per-member eager reference alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from thermonet.errors import InputError
+
+__all__ = ["FlatModel", "activation_elements", "flatten_parameters", "initial_point"]
+
+
+def flatten_parameters(model: nn.Module) -> torch.Tensor:
+    """The trained parameters of ``model`` as one flat vector (a copy)."""
+    params = [p.detach().reshape(-1) for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise InputError(f"{type(model).__name__} has no trained parameters")
+    return torch.cat(params)
+
+
+class FlatModel:
+    """A template network evaluated at flat parameter vectors (see the module docstring)."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not trained:
+            raise InputError(f"{type(model).__name__} has no trained parameters")
+        self.names = [n for n, _ in trained]
+        self.shapes = [tuple(p.shape) for _, p in trained]
+        self.numels = [p.numel() for _, p in trained]
+        self.dim = int(sum(self.numels))
+        self.buffer_names = [n for n, _ in model.named_buffers()] + [
+            n for n, p in model.named_parameters() if not p.requires_grad]
+
+    # ------------------------------------------------------------------ layout
+    def unflatten(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{name: view of w}`` for one member's flat vector ``w`` (D,)."""
+        return {n: chunk.view(shape)
+                for n, chunk, shape in zip(self.names, torch.split(w, self.numels), self.shapes)}
+
+    def buffers_of(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The non-trained tensors of ``model`` (an instance of the same architecture)."""
+        named = dict(model.named_buffers())
+        named.update({n: p.detach() for n, p in model.named_parameters() if not p.requires_grad})
+        return {n: named[n] for n in self.buffer_names}
+
+    # ------------------------------------------------------------------ evaluation
+    def logits(self, w: torch.Tensor, buffers: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.model, (self.unflatten(w), dict(buffers)), (x,))
+
+    def loss(self, w, buffers, x, y):
+        """Mean cross-entropy on the batch, with aux ``(loss, number correct)``."""
+        logits = self.logits(w, buffers, x)
+        loss = F.cross_entropy(logits, y)
+        correct = (logits.argmax(-1) == y).sum()
+        return loss, (loss.detach(), correct)
+
+    def evaluate(self, w, buffers, x, y):
+        """``(mean loss, number correct)`` without gradients."""
+        logits = self.logits(w, buffers, x)
+        return F.cross_entropy(logits, y), (logits.argmax(-1) == y).sum()
+
+    # ------------------------------------------------------------------ vmapped transforms
+    def member_grad(self, shared_input: bool = False):
+        """``f(W (E,D), buffers (E,…), x, y) -> (grads (E,D), (loss (E,), correct (E,)))``.
+
+        ``shared_input``: x, y are one batch for all members (else (E, B, …) per member).
+        """
+        data = None if shared_input else 0
+        return vmap(grad(self.loss, has_aux=True), in_dims=(0, 0, data, data), randomness="error")
+
+    def member_eval(self, shared_input: bool = True):
+        data = None if shared_input else 0
+        return vmap(self.evaluate, in_dims=(0, 0, data, data), randomness="error")
+
+
+def initial_point(model_name: str, *, input_shape, num_classes: int, width: int, head_norm: float, seed: int,
+                  radius: float | None = None, device="cpu", dtype=torch.float32):
+    """One member's start: ``(flat trained vector w0 (D,), buffers, template model)``.
+
+    The network is initialised from ``seed`` (:func:`thermonet.models.build_model`); with
+    ``radius`` the trained vector is rescaled to that norm (the direction is kept).
+    """
+    from thermonet.models import build_model
+
+    model = build_model(model_name, input_shape=input_shape, num_classes=num_classes, width=width,
+                        head_norm=head_norm, seed=seed, device=device, dtype=dtype)
+    w0 = flatten_parameters(model)
+    if radius is not None:
+        if not (math.isfinite(radius) and radius > 0):
+            raise InputError(f"initial radius must be a finite number > 0, got {radius!r}")
+        w0 = w0 * (radius / w0.norm())
+    return w0, FlatModel(model).buffers_of(model), model
+
+
+@torch.no_grad()
+def activation_elements(model: nn.Module, x: torch.Tensor) -> int:
+    """Elements of every module output for one input example (summed over leaf modules).
+
+    Used by the memory estimate: training keeps about this many values per example for
+    the backward pass (plus gradients of the same size).
+    """
+    total = [0]
+
+    def hook(_module, _inputs, output):
+        if isinstance(output, torch.Tensor):
+            total[0] += output.numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        was = model.training
+        model.train()
+        model(x)
+        model.train(was)
+    finally:
+        for h in handles:
+            h.remove()
+    return int(math.ceil(total[0] / x.shape[0]))
