@@ -8,6 +8,13 @@ relation, V4 adiabat) and write one Markdown report with figures.
 Run it as ``thermonet study ideal-gas`` or ``python studies/ideal_gas.py``; copy it to
 script your own study. ``--points 17 --steps 2000000`` is the paper's grid (about a
 minute per protocol on a 2-core CPU).
+
+Entropy queue: 1000 samples, one every 200 steps by default (the paper takes one every
+50). At the smallest effective learning rate (1e-3) the direction's correlation time is
+about 1/eta_eff = 1000 steps, so samples 50 steps apart are strongly correlated and the
+nearest-neighbour estimate reads about 0.2 nats low (measured: -0.11 to -0.26 nats at
+eta~ = 1e-3 under fixed ELR with --queue-every 50); spacing them 200 steps apart costs
+nothing and removes most of that bias.
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2_000_000, help="steps per run (paper: 2e6)")
     parser.add_argument("--seeds", default="0", help="comma list of seeds (default 0)")
     parser.add_argument("--dim", type=int, default=3, help="D (paper: 3)")
+    parser.add_argument("--queue-every", type=int, default=200,
+                        help="steps between entropy-queue samples (paper: 50; default 200, see below)")
     parser.add_argument("--protocols", default="fixed-lr,fixed-elr,fixed-sphere", help="comma list")
     parser.add_argument("--resume", action="store_true", help="continue killed runs instead of starting over")
     args = parser.parse_args(argv)
@@ -68,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
               f"D={args.dim}, {args.steps:,} steps -> {store}", flush=True)
         start = time.perf_counter()
         simulate(protocol=protocol, dim=args.dim, grid=all_grids[protocol], seeds=seeds, steps=args.steps,
-                 out=store, resume=args.resume and store.exists(), overwrite=not args.resume,
+                 queue_every=args.queue_every, out=store, resume=args.resume and store.exists(), overwrite=not args.resume,
                  progress=True, command=" ".join(["thermonet study ideal-gas", *(argv or sys.argv[1:])]))
         timings[protocol] = time.perf_counter() - start
         stores.append(store)
