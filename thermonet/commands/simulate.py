@@ -59,7 +59,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--entropy-method", dest="entropy_method",
                         help="angles, chord or auto (default: angles at D = 3, as in the paper, else chord)")
     parser.add_argument("--entropy-k", dest="entropy_k", help="neighbour rank k of the entropy estimator (default 1)")
-    parser.add_argument("--device", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or auto = cuda when available (default cpu; for "
+                                          "small ensembles at D below ~100 the CPU kernel is faster)")
     parser.add_argument("--backend", help="advanced: numba (CPU default) or torch (CUDA default; slow on CPU)")
     parser.add_argument("--out", help="run store to write (a .zarr directory)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

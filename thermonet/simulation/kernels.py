@@ -168,12 +168,13 @@ def get_kernel(protocol, energy) -> Callable:
             "protocol_step = energy_value_grad = None  # bound by the generated module header  # noqa: F811\n", ""
         )
         source = header + body
-        path = _kernel_dir() / f"thermonet_kernel_{tag}.py"
+        stem = f"thermonet_kernel_{step_name}_{energy_name.lstrip('_')}_{tag}"
+        path = _kernel_dir() / f"{stem}.py"
         if not path.exists() or path.read_text() != source:
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(source)
             os.replace(tmp, path)
-        module_name = f"thermonet_kernel_{tag}"
+        module_name = stem
         module = sys.modules.get(module_name)
         if module is None:
             spec = importlib.util.spec_from_file_location(module_name, path)
