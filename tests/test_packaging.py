@@ -28,3 +28,14 @@ def test_tutorial_code_blocks_run():
     namespace: dict = {}
     exec(compile("\n".join(blocks), "tutorial-process.md", "exec"), namespace)
     assert "path" in namespace and namespace["path"].states.sizes["point"] == 30
+
+
+def test_study_tutorial_code_blocks_run():
+    """docs/tutorial-study.md stays true: its blocks simulate, open, compare and report."""
+    text = (ROOT / "docs" / "tutorial-study.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    assert len(blocks) == 4
+    namespace: dict = {}
+    exec(compile("\n".join(blocks), "tutorial-study.md", "exec"), namespace)
+    assert namespace["page"].exists()
+    assert 0.8 < float(namespace["ratio"].min()) and float(namespace["ratio"].max()) < 1.2
