@@ -19,8 +19,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, runtime_checkable
-from typing import Protocol as _TypingProtocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
@@ -64,30 +63,8 @@ class PartialRunWarning(UserWarning):
 
 
 # ---------------------------------------------------------------------- the structural type
-@runtime_checkable
-class MeasuredStates(_TypingProtocol):
-    """What a check needs from an experiment: its protocol and stationary states.
-
-    ``stationary(window)`` returns a Dataset over (hyperparameters..., seed) with at
-    least ``U``, ``S``, ``S_sphere``, ``rho``, ``V``, ``sigma2``, ``T``, ``P`` (see
-    :meth:`ThermoAccessor.stationary`); its hyperparameter coordinates are
-    ``protocol.hyperparameters``. The members are the same as those of
-    :class:`thermonet.theory.system.MeasuredStates`, so either definition accepts the
-    same objects.
-
-    Optional members read with ``getattr``: ``kind`` (``"isotropic"`` for the simulated
-    test system, else ``"network"``, the default) and ``energy`` (the simulated energy's
-    name); the exact-vMF checks need ``kind == "isotropic"`` and an energy whose
-    stationary direction is von Mises–Fisher (``"linear"``, ``"vmf"`` or unnamed).
-    """
-
-    @property
-    def protocol(self) -> "Protocol": ...
-
-    @property
-    def dim(self) -> float: ...
-
-    def stationary(self, window: float | int = 0.5) -> xr.Dataset: ...
+# Defined with the theory objects it is compared against; re-exported here for readers.
+from thermonet.theory.system import MeasuredStates  # noqa: E402
 
 
 def measured_kind(measured: object) -> str:

@@ -37,17 +37,26 @@ REFERENCE_VOLUME = sp.Rational(1, 2)
 
 @runtime_checkable
 class MeasuredStates(TypingProtocol):
-    """Anything that supplies measured stationary states (the ``ds.thermo`` accessor, ...).
+    """What a check needs from an experiment: its protocol and stationary states.
 
-    ``stationary(window)`` returns an :class:`xarray.Dataset` over the hyperparameter
-    dimensions (and ``seed``) with at least ``U``, ``S``, ``T``, ``P``, ``V``.
+    ``stationary(window)`` returns an :class:`xarray.Dataset` over (hyperparameters...,
+    seed) with at least ``U``, ``S``, ``S_sphere``, ``rho``, ``V``, ``sigma2``, ``T``, ``P``
+    (see :meth:`thermonet.store.ThermoAccessor.stationary`); its hyperparameter
+    coordinates are ``protocol.hyperparameters``. The ``ds.thermo`` accessor of a run
+    store is one; any object with these members (another experiment, a synthetic
+    ensemble) works with the checks.
+
+    Optional members read with ``getattr``: ``kind`` (``"isotropic"`` for the simulated
+    test system, else ``"network"``, the default) and ``energy`` (the simulated energy's
+    name); the exact-vMF checks need ``kind == "isotropic"`` and an energy whose
+    stationary direction is von Mises-Fisher (``"linear"``, ``"vmf"`` or unnamed).
     """
 
     @property
     def protocol(self) -> Protocol: ...
 
     @property
-    def dim(self) -> int: ...
+    def dim(self) -> float: ...
 
     def stationary(self, window: float | int = 0.5) -> xr.Dataset: ...
 
