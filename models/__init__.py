@@ -20,35 +20,10 @@ model by subclassing :class:`ScaleInvariantNet` with ``name=...`` (or decorating
 """
 
 # importing the model modules registers their classes
+from . import registry
 from .convnet import ConvNetSI
 from .mnist1d_nets import MLPSI, ConvNet1dSI
-from .registry import (
-    DEFAULT_BN_EPS,
-    MODELS,
-    FixedHead,
-    ScaleInvariantNet,
-    batch_norm,
-    build_model,
-    check_scale_invariance,
-    get_model_class,
-    model_names,
-    register_model,
-)
+from .registry import *  # noqa: F403 - the registry's public names, listed once in registry.__all__
 from .resnet import ResNet18SI
 
-__all__ = [
-    "DEFAULT_BN_EPS",
-    "MODELS",
-    "ConvNet1dSI",
-    "ConvNetSI",
-    "FixedHead",
-    "MLPSI",
-    "ResNet18SI",
-    "ScaleInvariantNet",
-    "batch_norm",
-    "build_model",
-    "check_scale_invariance",
-    "get_model_class",
-    "model_names",
-    "register_model",
-]
+__all__ = ["ConvNet1dSI", "ConvNetSI", "MLPSI", "ResNet18SI", *registry.__all__]

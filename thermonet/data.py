@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from thermonet.errors import InputError
+from thermonet.simulation import rng as counter_rng
 
 __all__ = [
     "DATASETS",
@@ -373,52 +374,18 @@ def load_dataset(spec: str, *, data_dir: str | Path | None = None, samples_per_c
 STREAM_TRAIN = 1
 STREAM_GRAD_SAMPLES = 2
 
-# SplitMix64 (Steele, Lea & Flood 2014; finalizer "variant 13"), modulo 2**64. The same
-# generator as the isotropic simulator's counter-based streams; kept here in a few lines
-# so that the batch streams do not change when the simulator's module does.
-_MASK64 = (1 << 64) - 1
-_GAMMA = 0x9E3779B97F4A7C15
-_M1 = 0xBF58476D1CE4E5B9
-_M2 = 0x94D049BB133111EB
+# The generator is SplitMix64, the isotropic simulator's counter-based streams
+# (:mod:`thermonet.simulation.rng`), under its own key domain.
 _DOMAIN = 0x6261_7463_6865_7321  # "batches!"
-
-
-def _mix_int(z: int) -> int:
-    z &= _MASK64
-    z = ((z ^ (z >> 30)) * _M1) & _MASK64
-    z = ((z ^ (z >> 27)) * _M2) & _MASK64
-    return z ^ (z >> 31)
-
-
-def _signed(value: int) -> int:
-    value &= _MASK64
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def _srl(x: torch.Tensor, shift: int) -> torch.Tensor:
-    """Logical right shift of int64 tensors (torch's ``>>`` is arithmetic)."""
-    return (x >> shift) & ((1 << (64 - shift)) - 1)
-
-
-def _mix_torch(z: torch.Tensor) -> torch.Tensor:
-    """SplitMix64 finalizer on int64 tensors (two's-complement wrap-around = mod 2**64)."""
-    z = (z ^ _srl(z, 30)) * _signed(_M1)
-    z = (z ^ _srl(z, 27)) * _signed(_M2)
-    return z ^ _srl(z, 31)
 
 
 def stream_key(seed: int, stream: int, hyperparameters=()) -> int:
     """64-bit key (as a signed int64 value) of one random stream of one member: a
     SplitMix64 hash chain over the seed, the stream id and the float64 bits of any
     hyperparameter values."""
-    import struct
-
-    key = _mix_int(_DOMAIN ^ (int(seed) & _MASK64))
-    key = _mix_int(key ^ (int(stream) & _MASK64) + _GAMMA)
-    for value in hyperparameters:
-        bits = struct.unpack("<Q", struct.pack("<d", float(value)))[0]
-        key = _mix_int((key ^ bits) + _GAMMA)
-    return _signed(key)
+    key = counter_rng.mix_int(_DOMAIN ^ (int(seed) & counter_rng.MASK64))
+    key = counter_rng.mix_int(key ^ ((int(stream) & counter_rng.MASK64) + counter_rng.GAMMA))
+    return counter_rng.signed64(counter_rng.hash_chain(key, hyperparameters))
 
 
 def stream_keys(seeds, stream: int, hp: np.ndarray | None = None, device=None) -> torch.Tensor:
@@ -440,5 +407,5 @@ def batch_indices(keys: torch.Tensor, counter: int, batch_size: int, n: int) -> 
     """
     j = torch.arange(batch_size, dtype=torch.int64, device=keys.device)
     c = int(counter) * int(batch_size) + j  # (B,)
-    h = _mix_torch(keys[:, None] + (c[None, :] + 1) * _signed(_GAMMA))
-    return torch.remainder(_srl(h, 11), int(n))
+    h = counter_rng.random64_torch(keys[:, None], c[None, :])
+    return torch.remainder(counter_rng.srl(h, 11), int(n))

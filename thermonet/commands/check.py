@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from thermonet.commands._options import add_json_option, add_run_argument, add_window_option
 from thermonet.errors import InputError
 
 EPILOG = """\
@@ -34,11 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("run_path", metavar="RUN", help="run store (a Zarr directory written by thermonet)")
-    parser.add_argument("--window", default="0.5",
-                        help="final fraction of the logs (0 < f <= 1) or number of final logs (default 0.5)")
-    parser.add_argument("--json", metavar="FILE", default=None,
-                        help="also write the results as JSON to FILE ('-' for stdout instead of the table)")
+    add_run_argument(parser)
+    add_window_option(parser)
+    add_json_option(parser)
     parser.add_argument("--tolerance", metavar="CHECK=VALUE", action="append", default=[],
                         help="override a check's tolerance, e.g. --tolerance maxwell=0.2 (repeatable)")
     parser.set_defaults(run=run)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import warnings
 
+from thermonet.commands._options import add_window_option
+
 EPILOG = """\
 writes OUT/report.md and PNG figures next to it:
   (a) energy and entropy vs T with the exact vMF curves   (b) radius vs weight decay
@@ -25,8 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("run_paths", metavar="RUN", nargs="+", help="run store(s) (Zarr directories)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
-    parser.add_argument("--window", default="0.5",
-                        help="final fraction of the logs (0 < f <= 1) or number of final logs (default 0.5)")
+    add_window_option(parser)
     parser.add_argument("--dpi", type=int, default=110, help="resolution of the PNG figures (default 110)")
     parser.set_defaults(run=run)
     return parser

@@ -12,13 +12,17 @@ and exit status 2 through :class:`thermonet.errors.InputError` / ``StoreError``.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
+from thermonet.commands._options import (
+    add_store_options,
+    check_store_options,
+    command_line,
+    parse_grid_options,
+    resumed_settings,
+)
 from thermonet.errors import InputError
 
 MODELS = ("isotropic",)
-_HP_FLAGS = {"lr": "--lr", "wd": "--wd", "elr": "--elr", "sphere_radius": "--sphere-radius"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -62,9 +66,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto = cuda when available (default cpu; for "
                                           "small ensembles at D below ~100 the CPU kernel is faster)")
     parser.add_argument("--backend", help="advanced: numba (CPU default) or torch (CUDA default; slow on CPU)")
-    parser.add_argument("--out", help="run store to write (a .zarr directory)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing run store in --out")
+    add_store_options(parser)
     parser.add_argument("--flush-seconds", dest="flush_seconds",
                         help="target seconds of simulation between writes to the store (default 2)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -93,18 +95,13 @@ def _seeds(text: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from thermonet.grid import parse_grid
     from thermonet.simulation import simulate, store_settings
 
     if args.model not in MODELS:
         raise InputError(f"unknown model {args.model!r}; choose one of {', '.join(MODELS)}")
-    if not args.out:
-        raise InputError("--out is required (the run store to write, e.g. runs/iso-lr.zarr)")
-    if args.resume and args.overwrite:
-        raise InputError("--resume and --overwrite exclude each other")
+    check_store_options(args, "runs/iso-lr.zarr")
     out = Path(args.out)
 
-    given_grid = {name: getattr(args, name) for name in _HP_FLAGS if getattr(args, name) is not None}
     options = {
         "protocol": args.protocol, "dim": args.dim, "steps": args.steps, "sigma": args.sigma,
         "energy": args.energy, "energy_seed": args.energy_seed, "queue_size": args.queue_size,
@@ -115,14 +112,10 @@ def run(args: argparse.Namespace) -> int:
     options = {k: v for k, v in options.items() if v is not None}
     if args.seed is not None:
         options["seeds"] = _seeds(args.seed)
-    grid = {name: parse_grid(text, _HP_FLAGS[name][2:]) for name, text in given_grid.items()}
+    grid = parse_grid_options(args)
 
     if args.resume and (out.exists() or out.is_symlink()):
-        stored = store_settings(out)
-        settings = dict(stored)
-        settings.update(options)
-        if grid:
-            settings["grid"] = {**stored["grid"], **grid} if set(grid) <= set(stored["grid"]) else grid
+        settings = resumed_settings(store_settings(out), options, grid)
     else:
         if "protocol" not in options:
             raise InputError("--protocol is required: fixed-lr, fixed-elr or fixed-sphere")
@@ -135,8 +128,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--flush-seconds must be a number, got {args.flush_seconds!r}") from None
         if not flush > 0 or flush == float("inf"):
             raise InputError(f"--flush-seconds must be a finite number > 0, got {args.flush_seconds!r}")
-    command = "thermonet " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     path = simulate(out=out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                    command=command, flush_seconds=flush, **settings)
+                    command=command_line(), flush_seconds=flush, **settings)
     print(f"run store: {path}")
     return 0

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from thermonet.commands._options import add_json_option, add_run_argument, add_window_option
 from thermonet.errors import InputError
 
 EPILOG = """\
@@ -38,16 +39,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("run_path", metavar="RUN", help="run store (a Zarr directory written by thermonet)")
-    parser.add_argument("--window", default="0.5",
-                        help="final fraction of the logs (0 < f <= 1) or number of final logs (default 0.5)")
+    add_run_argument(parser)
+    add_window_option(parser)
     parser.add_argument("--at", metavar="NAME=VALUE", action="append", default=[],
                         help="analyse only the sweep at this value of the other hyperparameter, e.g. --at wd=0.01")
     parser.add_argument("--potential", default="auto", choices=("auto", "gibbs", "helmholtz", "sphere"),
                         help="energy coordinate: gibbs (U+PV vs S), helmholtz (U vs S), sphere (U vs S_sphere); "
                              "auto picks gibbs for fixed-LR/ELR runs, helmholtz for the fixed sphere")
-    parser.add_argument("--json", metavar="FILE", default=None,
-                        help="also write the results as JSON to FILE ('-' for stdout instead of the table)")
+    add_json_option(parser)
     parser.add_argument("--plot", metavar="FILE.png", default=None,
                         help="write a figure: loss and entropy, T intervals with the fit, free energy vs LR")
     parser.add_argument("--temperatures", metavar="T1,T2,...", default=None,

@@ -12,12 +12,16 @@ argparse types), so bad values end in one clear line and exit status 2.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
+from thermonet.commands._options import (
+    add_store_options,
+    check_store_options,
+    command_line,
+    parse_grid_options,
+    resumed_settings,
+)
 from thermonet.errors import InputError
 
-_HP_FLAGS = {"lr": "--lr", "wd": "--wd", "elr": "--elr", "sphere_radius": "--sphere-radius"}
 # option name -> (flag, help)
 _OPTIONS = {
     "model": ("--model", "network: convnet-si, resnet18-si, convnet1d-si, mlp-si or a registered one"),
@@ -88,9 +92,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seeds", "--seed", dest="seeds", help="comma list of seeds (default 0)")
     for name, (flag, help_text) in _FLAGS_ONLY.items():
         parser.add_argument(flag, dest=name, action="store_true", default=None, help=help_text)
-    parser.add_argument("--out", help="run store to write (a .zarr directory)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing run store in --out")
+    add_store_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
     return parser
@@ -100,12 +102,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from thermonet.ensemble import store_settings, train
-    from thermonet.grid import parse_grid
 
-    if not args.out:
-        raise InputError("--out is required (the run store to write, e.g. runs/net.zarr)")
-    if args.resume and args.overwrite:
-        raise InputError("--resume and --overwrite exclude each other")
+    check_store_options(args, "runs/net.zarr")
     out = Path(args.out)
     options = {name: getattr(args, name) for name in _OPTIONS if getattr(args, name) is not None}
     for name in ("share_init", "independent_batches", "allow_tf32"):
@@ -115,21 +113,16 @@ def run(args: argparse.Namespace) -> int:
         options["checkpoint_queue"] = False
     if args.seeds is not None:
         options["seeds"] = args.seeds
-    grid = {name: parse_grid(getattr(args, name), flag[2:]) for name, flag in _HP_FLAGS.items()
-            if getattr(args, name) is not None}
+    grid = parse_grid_options(args)
 
     if args.resume and (out.exists() or out.is_symlink()):
-        settings = store_settings(out)
-        settings.update(options)
-        if grid:
-            settings["grid"] = {**settings["grid"], **grid} if set(grid) <= set(settings["grid"]) else grid
+        settings = resumed_settings(store_settings(out), options, grid)
     else:
         for required, flag in (("model", "--model"), ("protocol", "--protocol"), ("steps", "--steps")):
             if required not in options:
                 raise InputError(f"{flag} is required")
         settings = {**options, "grid": grid}
-    command = "thermonet " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     path = train(out=out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                 command=command, **settings)
+                 command=command_line(), **settings)
     print(f"run store: {path}")
     return 0

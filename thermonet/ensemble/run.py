@@ -25,20 +25,21 @@ and rewritten). Batches are counter-based, so a resumed run follows the same bat
 from __future__ import annotations
 
 import json
-import math
 import os
-import shlex
 import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
 import attrs
 import numpy as np
 
-from thermonet.errors import InputError, StoreError, ThermonetError
+from thermonet import runs
+from thermonet.errors import InputError, StoreError
+from thermonet.runs import as_int as _int
+from thermonet.runs import as_positive as _positive
+from thermonet.runs import resolve_device
 
 __all__ = ["KIND", "NETWORK_SERIES", "TrainSettings", "resolve_settings", "store_settings", "train"]
 
@@ -53,7 +54,7 @@ _COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no
 
 
 @attrs.frozen
-class TrainSettings:
+class TrainSettings(runs.RunSettings):
     """Everything that determines a run's numbers (validated, defaults resolved)."""
 
     model: str
@@ -89,19 +90,6 @@ class TrainSettings:
     threads: int | None = None
     autocast: str | None = None
 
-    @property
-    def members(self) -> int:
-        return int(np.prod([len(v) for v in self.grid.values()])) * len(self.seeds)
-
-    def entropy_steps(self) -> np.ndarray:
-        """Every ``entropy_every`` steps once the queue is full, plus the last step."""
-        fill = self.queue_size * self.queue_every
-        first = -(-fill // self.entropy_every) * self.entropy_every
-        steps = list(range(first, self.steps + 1, self.entropy_every))
-        if not steps or steps[-1] != self.steps:
-            steps.append(self.steps)
-        return np.asarray(steps, dtype=np.int64)
-
     def comparable(self) -> dict:
         """What must match on ``--resume`` (not the device nor the speed and memory options)."""
         skip = {"device", "compile", "checkpoint_every", "checkpoint_queue", "max_memory", "grad_chunk", "data_dir",
@@ -113,61 +101,6 @@ class TrainSettings:
 
 
 # ------------------------------------------------------------------------------ validation
-def _int(value, name: str, minimum: int | None = None) -> int:
-    try:
-        as_float = float(value)
-        out = int(as_float)
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{name} must be an integer, got {value!r}") from None
-    if out != as_float:
-        raise InputError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and out < minimum:
-        raise InputError(f"{name} must be >= {minimum}, got {out}")
-    return out
-
-
-def _positive(value, name: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not (math.isfinite(out) and out > 0):
-        raise InputError(f"{name} must be a finite number > 0, got {value!r}")
-    return out
-
-
-def resolve_device(device: str | None) -> str:
-    import torch
-
-    device = "cpu" if device is None else str(device).strip().lower()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return device
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise InputError(f"--device {device}: CUDA is not available on this machine (use --device cpu or auto)")
-        if ":" in device:
-            index = _int(device.split(":", 1)[1], "--device cuda:N", 0)
-            if index >= torch.cuda.device_count():
-                raise InputError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
-        return device
-    raise InputError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
-
-
-def _seeds(seeds) -> tuple[int, ...]:
-    if isinstance(seeds, (int, np.integer)):
-        seeds = [seeds]
-    if isinstance(seeds, str):
-        seeds = [s for s in seeds.split(",") if s.strip()]
-    out = tuple(_int(s, "--seeds", 0) for s in seeds)
-    if not out:
-        raise InputError("--seeds: give at least one seed")
-    if len(set(out)) != len(out):
-        raise InputError(f"--seeds must be distinct, got {list(out)}")
-    return out
-
-
 def resolve_settings(*, model: str, width=8, head_norm=10.0, dataset: str = "mnist1d", data_dir=None,
                      samples_per_class=None, protocol: str, grid: Mapping[str, Sequence[float]], seeds=(0,),
                      steps, batch_size=128, eval_batch_size=None, log_every=None, queue_size=1000,
@@ -190,11 +123,7 @@ def resolve_settings(*, model: str, width=8, head_norm=10.0, dataset: str = "mni
         samples_per_class = _int(samples_per_class, "--samples-per-class", 1)
     proto = get_protocol(protocol)
     grid = dict(grid or {})
-    extra = [k for k in grid if k not in proto.hyperparameters]
-    if extra:
-        flags = ", ".join("--" + k.replace("_", "-") for k in extra)
-        need = ", ".join("--" + k.replace("_", "-") for k in proto.hyperparameters)
-        raise InputError(f"{proto.name} does not use {flags}; it takes {need}")
+    runs.unused_hyperparameters(proto, grid)
     values = {}
     for name in proto.hyperparameters:
         if name not in grid:
@@ -210,32 +139,20 @@ def resolve_settings(*, model: str, width=8, head_norm=10.0, dataset: str = "mni
         values[name] = arr
     proto.validate(values)
     grid_t = {k: tuple(float(x) for x in v) for k, v in values.items()}
-    seeds = _seeds(seeds)
+    seeds = runs.parse_seeds(seeds, "--seeds")
     steps = _int(steps, "--steps", 1)
     batch_size = _int(batch_size, "--batch-size", 2)
     eval_batch_size = batch_size if eval_batch_size is None else _int(eval_batch_size, "--eval-batch-size", 2)
-    log_every = max(1, steps // 100) if log_every is None else _int(log_every, "--log-every", 1)
-    if log_every > steps:
-        raise InputError(f"--log-every {log_every} exceeds --steps {steps}")
+    log_every = runs.resolve_log_every(log_every, steps, 100)
     queue_size = _int(queue_size, "--queue-size", 2)
     if queue_every is None:
         queue_every = max(1, steps // (2 * queue_size))
     queue_every = _int(queue_every, "--queue-every", 1)
-    if queue_size * queue_every > steps:
-        raise InputError(
-            f"--steps {steps} is too few to fill the entropy queue: queue-size x queue-every = "
-            f"{queue_size} x {queue_every} = {queue_size * queue_every} steps are needed"
-        )
-    if entropy_every is None:
-        entropy_every = max(1, steps // 20)
-        if entropy_every >= log_every:
-            entropy_every -= entropy_every % log_every
-    entropy_every = _int(entropy_every, "--entropy-every", 1)
+    runs.check_queue_fills(steps, queue_size, queue_every)
+    entropy_every = runs.resolve_entropy_every(entropy_every, steps, log_every)
     if entropy_method not in ("chord", "angles"):
         raise InputError(f"--entropy-method must be chord or angles, got {entropy_method!r}")
-    entropy_k = _int(entropy_k, "--entropy-k", 1)
-    if entropy_k >= queue_size:
-        raise InputError(f"--entropy-k {entropy_k} must be smaller than --queue-size {queue_size}")
+    entropy_k = runs.resolve_entropy_k(entropy_k, queue_size)
     grad_samples = _int(grad_samples, "--grad-samples", 1)
     grad_chunk = _int(grad_chunk, "--grad-chunk", 1)
     if init_radius is not None:
@@ -283,37 +200,15 @@ _SETTING_ATTRS = ("model", "width", "head_norm", "dataset", "samples_per_class",
 
 def store_settings(path: str | Path) -> dict:
     """Settings of an existing network run store, as keyword arguments of :func:`train`."""
-    import zarr
-
-    from thermonet.simulation.writer import read_store_attrs
-    from thermonet.theory.protocols import get_protocol
-
-    attrs_ = read_store_attrs(path)
-    if attrs_.get("kind") != KIND:
-        raise StoreError(f"{path} is a thermonet run of kind {attrs_.get('kind')!r}, not {KIND!r}")
-    try:
-        proto = get_protocol(attrs_["protocol"])
-        root = zarr.open_group(str(path), mode="r", use_consolidated=False)
-        grid = {name: [float(x) for x in np.asarray(root[name][...])] for name in proto.hyperparameters}
-        out = {k: attrs_[k] for k in _SETTING_ATTRS if k in attrs_}
-        out["grid"] = grid
-        return out
-    except (KeyError, TypeError, ValueError, ThermonetError) as exc:
-        raise StoreError(f"{path}: incomplete thermonet network-run attributes ({exc})") from None
+    return runs.read_store_settings(
+        path, KIND, "network-run", lambda attrs_, grid: {**{k: attrs_[k] for k in _SETTING_ATTRS if k in attrs_},
+                                                         "grid": grid})
 
 
 def _check_resumable(path: Path, settings: TrainSettings) -> dict:
-    from thermonet.simulation.writer import read_store_attrs
-
     stored = store_settings(path)
     stored["device"] = settings.device  # the device may change between sessions
-    ours, theirs = settings.comparable(), resolve_settings(**stored).comparable()
-    diffs = [k for k in ours if ours[k] != theirs.get(k)]
-    if diffs:
-        shown = "; ".join(f"{k}: store {theirs.get(k)!r} vs now {ours[k]!r}" for k in diffs[:3])
-        raise StoreError(f"--resume: {path} was made with different settings ({shown}"
-                         f"{'; …' if len(diffs) > 3 else ''})")
-    return read_store_attrs(path)
+    return runs.check_resumable(path, settings.comparable(), resolve_settings(**stored).comparable())
 
 
 # ------------------------------------------------------------------------------ checkpoint
@@ -401,14 +296,6 @@ def _lambda_eff_fn(proto):
     return sp.lambdify([*proto.symbols.values(), trace_sigma, grad_sq], proto.effective_weight_decay_expr(), "numpy")
 
 
-def member_grid(grid: Mapping[str, Sequence[float]], names: Sequence[str], seeds: Sequence[int]):
-    """Members in store order (hp₁, hp₂, …, seed), C-ordered: ``(hp (M, n), seeds (M,))``."""
-    axes = [np.asarray(grid[n], dtype=np.float64) for n in names] + [np.asarray(seeds, dtype=np.int64)]
-    mesh = np.meshgrid(*axes, indexing="ij")
-    hp = np.stack([m.ravel() for m in mesh[:-1]], axis=1)
-    return hp, mesh[-1].ravel().astype(np.int64)
-
-
 def _create_store(out: Path, settings: TrainSettings, names, series, log_steps_arr, entropy_steps, attrs_):
     import warnings
 
@@ -463,10 +350,6 @@ class _InterruptFlag:
         self._old.clear()
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 # ------------------------------------------------------------------------------ the driver
 def train(out: str | Path = "runs/net.zarr", *, resume: bool = False, overwrite: bool = False,
           progress: bool = False, command: str | None = None, stop_after: int | None = None,
@@ -497,36 +380,26 @@ def _train(settings: TrainSettings, out, resume: bool, overwrite: bool, progress
     import torch
     from tqdm import tqdm
 
-    from thermonet import __version__
     from thermonet.data import load_dataset
     from thermonet.ensemble.engine import EnsembleEngine
-    from thermonet.simulation.engine import log_steps
-    from thermonet.simulation.writer import is_removable
+    from thermonet.simulation.engine import log_steps, member_grid
     from thermonet.theory.protocols import get_protocol
 
     out = Path(out)
     proto = get_protocol(settings.protocol)
     names = proto.hyperparameters
-    existing = out.exists() or out.is_symlink()
-    if existing and resume:
-        stored_attrs = _check_resumable(out, settings)
-        if stored_attrs.get("complete"):
-            if progress:
-                print(f"thermonet: {out} is already complete", file=sys.stderr)
-            return out
-    elif existing and overwrite:
-        if not is_removable(out):
-            raise StoreError(f"--overwrite: refusing to delete {out}: it is not a thermonet run store")
-    elif existing:
-        raise StoreError(f"{out} already exists; pass --resume to continue it or --overwrite to replace it")
+    action = runs.prepare_store(out, resume=resume, overwrite=overwrite, progress=progress,
+                                check=lambda path: _check_resumable(path, settings))
+    if action == "complete":
+        return out
+    existing = action == "resume"
 
     dtype = getattr(torch, settings.dtype)
     dataset = load_dataset(settings.dataset, data_dir=settings.data_dir, samples_per_class=settings.samples_per_class,
                            device="cpu", dtype=torch.float32)
     plan = plan_memory(settings, dataset)
-    if existing and overwrite:
+    if action == "overwrite":  # only once the run is known to fit
         shutil.rmtree(out)
-        existing = False
 
     hp, member_seeds = member_grid(settings.grid, names, settings.seeds)
     lead = tuple(len(settings.grid[n]) for n in names) + (len(settings.seeds),)
@@ -556,22 +429,20 @@ def _train(settings: TrainSettings, out, resume: bool, overwrite: bool, progress
         state = load_checkpoint(out)
         if state is not None:
             engine.load_state_dict(state)
-        store.update_attrs(resumed_at=[*store.attrs.get("resumed_at", []), _now()])
+        runs.mark_resumed(store)
     else:
         if out.parent and not out.parent.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
-        attrs_ = {
-            "thermonet_version": __version__, "kind": KIND, "protocol": settings.protocol,
-            "hyperparameters": list(names), "dim": int(engine.dim),
+        fields = {
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in attrs.asdict(settings).items()
                if k in _SETTING_ATTRS},
             "dataset_info": json.dumps(dataset.info), "num_classes": dataset.num_classes,
             "n_train": dataset.n_train, "n_test": dataset.n_test, "input_shape": list(dataset.input_shape),
             "torch_version": torch.__version__,
             "memory_estimate_bytes": int(plan["total"]),
-            "command": command if command is not None else " ".join(shlex.quote(a) for a in sys.argv),
-            "created": _now(), "steps_done": 0, "complete": False,
         }
+        attrs_ = runs.new_store_attrs(kind=KIND, protocol=settings.protocol, hyperparameters=names,
+                                      dim=int(engine.dim), fields=fields, command=command)
         attrs_["seeds"] = [int(s) for s in settings.seeds]
         store = _create_store(out, settings, names, series, log_steps_arr, entropy_steps, attrs_)
 
@@ -628,7 +499,7 @@ def _train(settings: TrainSettings, out, resume: bool, overwrite: bool, progress
                 store.update_attrs(steps_done=t)
         if t >= settings.steps:
             diverged_array[...] = engine.diverged().reshape(lead)
-            store.update_attrs(steps_done=settings.steps, complete=True, finished=_now())
+            store.update_attrs(steps_done=settings.steps, complete=True, finished=runs.now())
             shutil.rmtree(out / _CHECKPOINT_DIR, ignore_errors=True)
         else:
             save_checkpoint(out, engine, settings)

@@ -42,16 +42,22 @@ import numpy as np
 
 __all__ = [
     "GAMMA",
+    "MASK64",
     "fill_normals",
+    "hash_chain",
     "keys_to_torch",
     "member_key",
     "member_keys",
+    "mix_int",
     "ndtri",
     "normals_numpy",
     "normals_torch",
+    "random64_torch",
+    "signed64",
+    "srl",
 ]
 
-_MASK64 = (1 << 64) - 1
+MASK64 = (1 << 64) - 1
 GAMMA = 0x9E3779B97F4A7C15
 _M1 = 0xBF58476D1CE4E5B9
 _M2 = 0x94D049BB133111EB
@@ -94,10 +100,11 @@ _ZX, _ZR, _ZTAIL = _ziggurat_tables()
 
 
 # ----------------------------------------------------------------------------- python
-def _mix_int(z: int) -> int:
-    z &= _MASK64
-    z = ((z ^ (z >> 30)) * _M1) & _MASK64
-    z = ((z ^ (z >> 27)) * _M2) & _MASK64
+def mix_int(z: int) -> int:
+    """SplitMix64 finalizer on a Python int (modulo 2**64)."""
+    z &= MASK64
+    z = ((z ^ (z >> 30)) * _M1) & MASK64
+    z = ((z ^ (z >> 27)) * _M2) & MASK64
     return z ^ (z >> 31)
 
 
@@ -105,13 +112,18 @@ def _float_bits(value: float) -> int:
     return struct.unpack("<Q", struct.pack("<d", float(value)))[0]
 
 
+def hash_chain(key: int, values: Iterable[float]) -> int:
+    """Continue a key's hash chain over the float64 bits of ``values``:
+    ``key = mix((key ^ bits(v)) + GAMMA)`` for each value in turn."""
+    for value in values:
+        key = mix_int((key ^ _float_bits(value)) + GAMMA)
+    return key
+
+
 def member_key(seed: int, hyperparameters: Iterable[float]) -> int:
     """64-bit key of one member: a hash chain over the seed and the float64 bits of its
     hyperparameter values (in the protocol's order)."""
-    key = _mix_int(_KEY_DOMAIN ^ (int(seed) & _MASK64))
-    for value in hyperparameters:
-        key = _mix_int((key ^ _float_bits(value)) + GAMMA)
-    return key
+    return hash_chain(mix_int(_KEY_DOMAIN ^ (int(seed) & MASK64)), hyperparameters)
 
 
 def member_keys(seeds: np.ndarray, hp: np.ndarray) -> np.ndarray:
@@ -233,8 +245,9 @@ def normals_numpy(keys: np.ndarray, t: int, dim: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ torch
-def _signed(value: int) -> int:
-    value &= _MASK64
+def signed64(value: int) -> int:
+    """A 64-bit pattern as the signed int64 value with the same bits."""
+    value &= MASK64
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
@@ -245,22 +258,23 @@ def keys_to_torch(keys: np.ndarray, device=None):
     return torch.from_numpy(np.ascontiguousarray(keys, dtype=np.uint64).view(np.int64).copy()).to(device)
 
 
-def _srl(x, shift: int):
+def srl(x, shift: int):
     """Logical right shift of int64 tensors (torch's >> is arithmetic)."""
     return (x >> shift) & ((1 << (64 - shift)) - 1)
 
 
-def _random64_torch(keys, counters):
-    z = keys + (counters + 1) * _signed(GAMMA)
-    z = (z ^ _srl(z, 30)) * _signed(_M1)
-    z = (z ^ _srl(z, 27)) * _signed(_M2)
-    return z ^ _srl(z, 31)
+def random64_torch(keys, counters):
+    """``random64(key, counter)`` on int64 tensors (broadcast), same bits as the numba one."""
+    z = keys + (counters + 1) * signed64(GAMMA)
+    z = (z ^ srl(z, 30)) * signed64(_M1)
+    z = (z ^ srl(z, 27)) * signed64(_M2)
+    return z ^ srl(z, 31)
 
 
 def _uniform_torch(keys, counters):
     import torch
 
-    return (_srl(_random64_torch(keys, counters), 12).to(torch.float64) + 0.5) * _INV52
+    return (srl(random64_torch(keys, counters), 12).to(torch.float64) + 0.5) * _INV52
 
 
 def _poly_torch(c, x):
@@ -332,9 +346,9 @@ def normals_torch(keys, t, dim: int):
         out = torch.where(t_ok, torch.where(negative, x_t - _ZTAIL, _ZTAIL - x_t), out)
         # a ziggurat attempt for the others
         attempt = active & ~in_tail
-        h = _random64_torch(kk, base + k)
+        h = random64_torch(kk, base + k)
         i = h & 127
-        u = (_srl(h, 12).to(torch.float64) + 0.5) * _INV51 - 1.0
+        u = (srl(h, 12).to(torch.float64) + 0.5) * _INV51 - 1.0
         xi, xi1, ri = zx[i], zx[i + 1], zr[i]
         rect = attempt & (u.abs() < ri)
         x = u * xi

@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import math
 import os
-import shlex
 import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
 import attrs
 import numpy as np
 
-from thermonet.errors import InputError, StoreError, ThermonetError
+from thermonet import runs
+from thermonet.errors import InputError, ThermonetError
+from thermonet.runs import as_int as _int
+from thermonet.runs import resolve_device
 
 __all__ = ["ENTROPY_METHODS", "Settings", "resolve_settings", "simulate", "store_settings"]
 
@@ -41,7 +42,7 @@ RNG_SCHEME = "splitmix64(key, counter) -> AS241 inverse normal CDF; key = hash(s
 
 
 @attrs.frozen
-class Settings:
+class Settings(runs.RunSettings):
     """Everything that determines a run's numbers (validated, defaults resolved)."""
 
     protocol: str
@@ -62,20 +63,6 @@ class Settings:
     backend: str
     init_radius: float | None  # None: protocol default (1, or the sphere radius)
 
-    @property
-    def members(self) -> int:
-        return int(np.prod([len(v) for v in self.grid.values()])) * len(self.seeds)
-
-    def entropy_steps(self) -> np.ndarray:
-        """Steps at which the queue entropy is computed: every ``entropy_every`` once the
-        queue is full (step ``queue_size * queue_every``), plus the last step."""
-        fill = self.queue_size * self.queue_every
-        first = -(-fill // self.entropy_every) * self.entropy_every
-        steps = list(range(first, self.steps + 1, self.entropy_every))
-        if not steps or steps[-1] != self.steps:
-            steps.append(self.steps)
-        return np.asarray(steps, dtype=np.int64)
-
     def init_radius_attr(self):
         if self.init_radius is not None:
             return float(self.init_radius)
@@ -95,38 +82,6 @@ class Settings:
 
 
 # ------------------------------------------------------------------------------ validation
-def _int(value, name: str, minimum: int | None = None) -> int:
-    try:
-        as_float = float(value)
-        out = int(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be an integer, got {value!r}") from None
-    if out != as_float:
-        raise InputError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and out < minimum:
-        raise InputError(f"{name} must be >= {minimum}, got {out}")
-    return out
-
-
-def resolve_device(device: str | None) -> str:
-    import torch
-
-    device = "cpu" if device is None else str(device).strip().lower()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return device
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise InputError(f"--device {device}: CUDA is not available on this machine (use --device cpu or auto)")
-        if ":" in device:
-            index = _int(device.split(":", 1)[1], "--device cuda:N", 0)
-            if index >= torch.cuda.device_count():
-                raise InputError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
-        return device
-    raise InputError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
-
-
 def _memory_budget(device: str) -> int:
     if device.startswith("cuda"):
         import torch
@@ -152,11 +107,7 @@ def resolve_settings(*, protocol: str, dim, grid: Mapping[str, Sequence[float]],
         raise InputError(f"--dim must be >= 2 (the sphere S^(D-1) needs D >= 2), got {dim}")
     # hyperparameters: exactly the protocol's
     grid = dict(grid or {})
-    extra = [k for k in grid if k not in proto.hyperparameters]
-    if extra:
-        flags = ", ".join("--" + k.replace("_", "-") for k in extra)
-        need = ", ".join("--" + k.replace("_", "-") for k in proto.hyperparameters)
-        raise InputError(f"{proto.name} does not use {flags}; it takes {need}")
+    runs.unused_hyperparameters(proto, grid)
     values = {}
     for name in proto.hyperparameters:
         if name not in grid or grid[name] is None:
@@ -173,13 +124,7 @@ def resolve_settings(*, protocol: str, dim, grid: Mapping[str, Sequence[float]],
     proto.validate(values)
     grid_t = {name: tuple(float(x) for x in values[name]) for name in proto.hyperparameters}
 
-    if isinstance(seeds, (int, np.integer)):
-        seeds = [seeds]
-    seeds = tuple(_int(s, "--seed", 0) for s in seeds)
-    if not seeds:
-        raise InputError("--seed: give at least one seed")
-    if len(set(seeds)) != len(seeds):
-        raise InputError(f"--seed: seeds must be distinct, got {list(seeds)}")
+    seeds = runs.parse_seeds(seeds, "--seed")
     steps = _int(steps, "--steps", 1)
     try:
         sigma = float(sigma)
@@ -191,26 +136,14 @@ def resolve_settings(*, protocol: str, dim, grid: Mapping[str, Sequence[float]],
     energy_seed = _int(energy_seed, "--energy-seed", 0)
     queue_size = _int(queue_size, "--queue-size", 2)
     queue_every = _int(queue_every, "--queue-every", 1)
-    if queue_size * queue_every > steps:
-        raise InputError(
-            f"--steps {steps} is too few to fill the entropy queue: queue-size x queue-every = "
-            f"{queue_size} x {queue_every} = {queue_size * queue_every} steps are needed"
-        )
-    log_every = max(1, steps // 1000) if log_every is None else _int(log_every, "--log-every", 1)
-    if log_every > steps:
-        raise InputError(f"--log-every {log_every} exceeds --steps {steps}")
-    if entropy_every is None:
-        entropy_every = max(1, steps // 20)  # ~10 estimates in the last half of the run
-        if entropy_every >= log_every:
-            entropy_every -= entropy_every % log_every
-    entropy_every = _int(entropy_every, "--entropy-every", 1)
+    runs.check_queue_fills(steps, queue_size, queue_every)
+    log_every = runs.resolve_log_every(log_every, steps, 1000)
+    entropy_every = runs.resolve_entropy_every(entropy_every, steps, log_every)
     if entropy_method not in ENTROPY_METHODS:
         raise InputError(f"--entropy-method must be one of {', '.join(ENTROPY_METHODS)}, got {entropy_method!r}")
     if entropy_method == "auto":
         entropy_method = "angles" if dim == 3 else "chord"
-    entropy_k = _int(entropy_k, "--entropy-k", 1)
-    if entropy_k >= queue_size:
-        raise InputError(f"--entropy-k {entropy_k} must be smaller than --queue-size {queue_size}")
+    entropy_k = runs.resolve_entropy_k(entropy_k, queue_size)
     device = resolve_device(device)
     if backend is None:
         backend = "numba" if device == "cpu" else "torch"
@@ -244,44 +177,26 @@ def resolve_settings(*, protocol: str, dim, grid: Mapping[str, Sequence[float]],
 # ------------------------------------------------------------------------------ store <-> settings
 def store_settings(path: str | Path) -> dict:
     """Settings of an existing run store, as keyword arguments of :func:`simulate`."""
-    import zarr
+    return runs.read_store_settings(path, KIND, "run", _settings_from_attrs)
 
-    from thermonet.simulation.writer import read_store_attrs
-    from thermonet.theory.protocols import get_protocol
 
-    attrs_ = read_store_attrs(path)
-    if attrs_.get("kind") != KIND:
-        raise StoreError(f"{path} is a thermonet run of kind {attrs_.get('kind')!r}, not {KIND!r}")
-    try:
-        proto = get_protocol(attrs_["protocol"])
-        root = zarr.open_group(str(path), mode="r", use_consolidated=False)
-        grid = {name: [float(x) for x in np.asarray(root[name][...])] for name in proto.hyperparameters}
-        init = attrs_.get("init_radius", 1.0)
-        return {
-            "protocol": attrs_["protocol"], "dim": int(attrs_["dim"]), "grid": grid,
-            "seeds": [int(s) for s in attrs_["seeds"]], "steps": int(attrs_["steps"]),
-            "sigma": float(attrs_["sigma"]), "energy": attrs_["energy"], "energy_seed": int(attrs_["energy_seed"]),
-            "log_every": int(attrs_["log_every"]), "queue_size": int(attrs_["queue_size"]),
-            "queue_every": int(attrs_["queue_every"]), "entropy_every": int(attrs_["entropy_every"]),
-            "entropy_method": attrs_["entropy_method"], "entropy_k": int(attrs_["entropy_k"]),
-            "device": attrs_["device"], "backend": attrs_.get("backend"),
-            "init_radius": None if isinstance(init, str) else float(init),
-        }
-    except (KeyError, TypeError, ValueError, ThermonetError) as exc:
-        raise StoreError(f"{path}: incomplete thermonet run attributes ({exc})") from None
+def _settings_from_attrs(attrs_: dict, grid: dict) -> dict:
+    init = attrs_.get("init_radius", 1.0)
+    return {
+        "protocol": attrs_["protocol"], "dim": int(attrs_["dim"]), "grid": grid,
+        "seeds": [int(s) for s in attrs_["seeds"]], "steps": int(attrs_["steps"]),
+        "sigma": float(attrs_["sigma"]), "energy": attrs_["energy"], "energy_seed": int(attrs_["energy_seed"]),
+        "log_every": int(attrs_["log_every"]), "queue_size": int(attrs_["queue_size"]),
+        "queue_every": int(attrs_["queue_every"]), "entropy_every": int(attrs_["entropy_every"]),
+        "entropy_method": attrs_["entropy_method"], "entropy_k": int(attrs_["entropy_k"]),
+        "device": attrs_["device"], "backend": attrs_.get("backend"),
+        "init_radius": None if isinstance(init, str) else float(init),
+    }
 
 
 def _check_resumable(path: Path, settings: Settings) -> dict:
     stored = resolve_settings(**store_settings(path))
-    ours, theirs = settings.comparable(), stored.comparable()
-    diffs = [k for k in ours if ours[k] != theirs.get(k)]
-    if diffs:
-        shown = "; ".join(f"{k}: store {theirs.get(k)!r} vs now {ours[k]!r}" for k in diffs[:3])
-        raise StoreError(f"--resume: {path} was made with different settings ({shown}"
-                         f"{'; …' if len(diffs) > 3 else ''})")
-    from thermonet.simulation.writer import read_store_attrs
-
-    return read_store_attrs(path)
+    return runs.check_resumable(path, settings.comparable(), stored.comparable())
 
 
 # ------------------------------------------------------------------------------ the driver
@@ -350,11 +265,10 @@ def simulate(protocol: str, dim: int, grid: Mapping[str, Sequence[float]], seeds
     """
     from tqdm import tqdm
 
-    from thermonet import __version__
     from thermonet.simulation import rng
     from thermonet.simulation.energies import get_energy
     from thermonet.simulation.engine import log_steps, make_engine, member_grid
-    from thermonet.simulation.writer import RunStore, is_removable, series_variables
+    from thermonet.simulation.writer import RunStore, series_variables
     from thermonet.theory.protocols import get_protocol
 
     settings = resolve_settings(
@@ -373,22 +287,15 @@ def simulate(protocol: str, dim: int, grid: Mapping[str, Sequence[float]], seeds
     lead = tuple(len(settings.grid[n]) for n in names) + (len(settings.seeds),)
     members = settings.members
 
-    existing = out.exists() or out.is_symlink()
-    if existing and resume:
-        stored_attrs = _check_resumable(out, settings)
-        if stored_attrs.get("complete"):
-            if progress:
-                print(f"thermonet: {out} is already complete", file=sys.stderr)
-            return out
-    elif existing and overwrite:
-        if not is_removable(out):
-            raise StoreError(f"--overwrite: refusing to delete {out}: it is not a thermonet run store")
+    action = runs.prepare_store(out, resume=resume, overwrite=overwrite, progress=progress,
+                                check=lambda path: _check_resumable(path, settings))
+    if action == "complete":
+        return out
+    if action == "overwrite":
         shutil.rmtree(out)
-        existing = False
-    elif existing:
-        raise StoreError(f"{out} already exists; pass --resume to continue it or --overwrite to replace it")
-    elif resume and progress:
+    elif action == "new" and resume and progress:
         print(f"thermonet: {out} does not exist yet; starting a new run", file=sys.stderr)
+    existing = action == "resume"
 
     if settings.init_radius is not None:
         init = np.full(members, settings.init_radius)
@@ -409,23 +316,21 @@ def simulate(protocol: str, dim: int, grid: Mapping[str, Sequence[float]], seeds
         state = store.load_checkpoint()
         if state is not None:
             engine.load_state_dict(state)
-        store.update_attrs(resumed_at=[*store.attrs.get("resumed_at", []), _now()])
+        runs.mark_resumed(store)
     else:
         if out.parent and not out.parent.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
-        attrs_ = {
-            "thermonet_version": __version__, "kind": KIND, "protocol": settings.protocol,
-            "hyperparameters": list(names), "dim": settings.dim, "sigma": settings.sigma,
-            "energy": energy_obj.describe(), "energy_params": energy_obj.attrs_json(),
+        fields = {
+            "sigma": settings.sigma, "energy": energy_obj.describe(), "energy_params": energy_obj.attrs_json(),
             "energy_seed": settings.energy_seed, "seeds": [int(s) for s in settings.seeds], "steps": settings.steps,
             "log_every": settings.log_every, "queue_size": settings.queue_size,
             "queue_every": settings.queue_every, "entropy_every": settings.entropy_every,
             "entropy_method": settings.entropy_method, "entropy_k": settings.entropy_k,
             "device": settings.device, "backend": settings.backend, "init_radius": settings.init_radius_attr(),
             "rng": RNG_SCHEME,
-            "command": command if command is not None else " ".join(shlex.quote(a) for a in sys.argv),
-            "created": _now(), "steps_done": 0, "complete": False,
         }
+        attrs_ = runs.new_store_attrs(kind=KIND, protocol=settings.protocol, hyperparameters=names,
+                                      dim=settings.dim, fields=fields, command=command)
         shapes = {"w": (members, settings.dim), "queue": (members, settings.queue_size, settings.dim),
                   "acc": (members, 2)}
         store = RunStore.create(out, hp_coords={n: np.asarray(settings.grid[n]) for n in names},
@@ -479,7 +384,7 @@ def simulate(protocol: str, dim: int, grid: Mapping[str, Sequence[float]], seeds
             t = stop
         if t >= settings.steps:
             timing["total"] = time.perf_counter() - session_start
-            store.update_attrs(steps_done=settings.steps, complete=True, finished=_now(),
+            store.update_attrs(steps_done=settings.steps, complete=True, finished=runs.now(),
                                timing_s={k: round(v, 3) for k, v in timing.items()})
             store.drop_checkpoint()
     finally:
@@ -494,7 +399,3 @@ def _next_chunk(planned: int, done: int, elapsed: float, target: float, total: i
     if elapsed <= 0:
         return int(max(1, min(total, limit)))
     return int(max(1, min(total, limit, done * target / elapsed)))
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
