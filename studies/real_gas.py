@@ -57,11 +57,18 @@ def network_grid(points: int) -> dict[str, np.ndarray]:
 
 
 def network_processes(grid: dict[str, np.ndarray]):
+    """The ideal gas's adiabat (C_V = N_R: lr constant) and isotherm (lr*wd constant) through the grid.
+
+    The adiabat uses the ideal gas with C_V = (D-1)/2 (the theory's network gas, paper
+    004 §7.1) rather than a heat capacity fitted to the loss, and is judged on S only: a
+    network's U is its training loss, which that gas does not model.
+    """
     lr, wd = grid["lr"], grid["wd"]
     mid = float(lr[len(lr) // 2])
-    return [("adiabat of the ideal gas", "Adiabatic", {"lr": mid, "wd": float(wd[0])}, {"wd": float(wd[-1])}),
+    return [("adiabat of the ideal gas (lr = const)", "Adiabatic", {"lr": mid, "wd": float(wd[0])},
+             {"wd": float(wd[-1])}, {"ideal_heat_capacity": True, "energy_tolerance": None}),
             ("isotherm (lr*wd = const)", "Isothermal", {"lr": float(lr[-1]), "wd": float(wd[0])},
-             {"wd": float(wd[-1])})]
+             {"wd": float(wd[-1])}, {})]
 
 
 def predicted_power_law_exponent(protocol: str, beta: float) -> float:
@@ -137,11 +144,21 @@ def analyse(store: Path, label: str, processes, out: Path) -> dict:
                          "result": maxwell}
 
     result["processes"] = []
-    for name, cls, start, to in processes:
+    for name, cls, start, to, *rest in processes:
+        options = dict(rest[0]) if rest else {}
+        if options.pop("ideal_heat_capacity", False):
+            from thermonet.theory.energy import ConstantHeatCapacity
+            from thermonet.theory.eos import IdealGas
+            from thermonet.theory.system import ThermodynamicSystem
+
+            sigma2 = float(np.nanmean(m.seed_mean()["sigma2"].values))
+            options["system"] = ThermodynamicSystem(protocol=m.protocol, eos=IdealGas(dim=m.dim),
+                                                    energy=ConstantHeatCapacity(dim=m.dim, c_v=(m.dim - 1) / 2),
+                                                    dim=m.dim, sigma2=sigma2)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                mp = measure_process(getattr(proc_mod, cls)(), ds, start=start, to=to, num=15)
+                mp = measure_process(getattr(proc_mod, cls)(), ds, start=start, to=to, num=15, **options)
         except ThermonetError as exc:
             result["processes"].append({"name": name, "error": str(exc)})
             continue

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "check",
     "report",
     "train",
+    "fit_eos",
     "temperature",
     "study",
 )

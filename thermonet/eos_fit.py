@@ -338,7 +338,9 @@ class EOSFit:
             return np.full(np.broadcast_shapes(np.shape(T_unit), np.shape(V)), np.nan)
         scale = 1.0 if self.scale_absorbed else self.noise_level
         T_unit, V = np.broadcast_arrays(np.asarray(T_unit, float), np.asarray(V, float))
-        return _log_pressure(self.result.eos, self.parameters, scale, T_unit, V)
+        eos = self.result.eos
+        template = type(eos)(dim=eos.dim, n_r=eos.n_r)  # one lambdified function per equation, any parameters
+        return _log_pressure(template, self.parameters, scale, T_unit, V)
 
     def as_dict(self) -> dict[str, Any]:
         return json_safe({
@@ -447,8 +449,9 @@ class EOSComparison:
                 continue
             noise = ("absorbed" if f.scale_absorbed else f"{f.noise_level:.4g} +/- {f.noise_level_se:.2g}")
             params = "; ".join(f"{k} = {v:.4g} +/- {f.uncertainties[k]:.2g}" for k, v in f.parameters.items()) or "-"
+            loo = [f"{f.loo_rmse:.4g}", f"{f.loo_max:.3g}"] if math.isfinite(f.loo_rmse) else ["-", "-"]
             rows.append([name, str(f.k), f"{f.r2:.5f}", f"{f.aic:.2f}", f"{f.bic:.2f}", f"{delta[name]:.2f}",
-                         f"{f.loo_rmse:.4g}", f"{f.loo_max:.3g}", noise, params])
+                         *loo, noise, params])
         if markdown:
             lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -478,6 +481,7 @@ class EOSComparison:
         x: the second hyperparameter; one colour per value of the first; one marker per run.
         """
         from matplotlib.figure import Figure
+        from matplotlib.ticker import NullFormatter
 
         names = [n for n, f in self.fits.items() if f.ok]
         cols = min(len(names), 2) or 1
@@ -510,8 +514,10 @@ class EOSComparison:
                     ax.plot(x, zfit[order], "-", color=color, lw=1)
             ax.axhline(1.0, color="0.5", lw=0.6, ls=":")
             f = self.fits[name]
-            ax.set_title(f"{name}: dBIC {delta[name]:+.1f}, LOO rmse {f.loo_rmse:.3g}", fontsize=9)
+            loo = f"{f.loo_rmse:.3g}" if math.isfinite(f.loo_rmse) else "n/a"
+            ax.set_title(f"{name}: dBIC {delta[name]:+.1f}, LOO rmse {loo}", fontsize=9)
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short decades
             ax.set_xlabel(h2)
             ax.set_ylabel("Z = P V / (N_R T)")
         for ax in axes[len(names):]:

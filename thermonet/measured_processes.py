@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -276,7 +277,7 @@ def _target(system: "ThermodynamicSystem", to: Mapping[str, float]) -> dict[str,
     raise InputError(f"'to' must name T, P or V (or the weight decay of a fixed-LR/ELR run), got {name!r}")
 
 
-def measure_process(process: Process, run: MeasuredStates | xr.Dataset | str, *,
+def measure_process(process: Process, run: MeasuredStates | xr.Dataset | str | Path, *,
                     start: State | Mapping[str, float], to: Mapping[str, float], window: float | int = 0.5,
                     system: "ThermodynamicSystem | None" = None, num: int = 25, method: str = "linear",
                     tolerance: float = 0.1, energy_tolerance: float | None = 0.1, z: float = 3.0) -> MeasuredProcess:
@@ -310,7 +311,7 @@ def measure_process(process: Process, run: MeasuredStates | xr.Dataset | str, *,
             raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if isinstance(run, str):
+    if isinstance(run, (str, Path)):
         from thermonet.store import open_run
 
         with warnings.catch_warnings():
