@@ -55,3 +55,17 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert message in out.stderr
     assert "Traceback" not in out.stderr
     assert len([line for line in out.stderr.splitlines() if line.startswith("thermonet: error")]) == 1
+
+
+def test_check_also_runs_an_optional_check(tmp_path, capsys):
+    from thermonet.checks.synthetic import synthetic_run
+
+    store = tmp_path / "run.zarr"
+    synthetic_run("fixed-lr", seeds=2, n_logs=24, rng=3).to_zarr(store)
+    code = main(["check", str(store), "--also", "noise-trend", "--json", "-"])
+    import json
+
+    names = [c["name"] for c in json.loads(capsys.readouterr().out)["checks"]]
+    assert "noise-trend" in names and "maxwell" in names
+    assert code in (0, 1)
+    assert main(["check", str(store), "--also", "no-such-check"]) == 2

@@ -148,7 +148,7 @@ def report_figures(measured: MeasuredStates | xr.Dataset, results: Sequence[Chec
     if r is not None:
         fig, (ax,) = _figure()
         r.plot(ax)
-        what = ("effective weight decay lambda_eff (points) vs the ideal-gas pressure (dashed)"
+        what = ("effective weight decay lambda_eff (points) vs the ideal-gas (dashed) and discrete-time (solid) pressure"
                 if m.protocol.pressure_expr() is None else
                 "stationary radius (points) vs SDE (dashed) and discrete-time (solid) predictions")
         figures["b_radius"] = (fig, f"(b) {what}, against {hps[1]}, one colour per {hps[0]}.")

@@ -38,6 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_run_argument(parser)
     add_window_option(parser)
     add_json_option(parser)
+    parser.add_argument("--also", metavar="CHECK", action="append", default=[],
+                        help="also run an optional check by name, e.g. --also noise-trend (repeatable)")
     parser.add_argument("--tolerance", metavar="CHECK=VALUE", action="append", default=[],
                         help="override a check's tolerance, e.g. --tolerance maxwell=0.2 (repeatable)")
     parser.set_defaults(run=run)
@@ -71,7 +73,7 @@ def open_with_warnings(path: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from thermonet.checks import default_checks, run_checks
+    from thermonet.checks import default_checks, get_check, run_checks
     from thermonet.report import check_table
     from thermonet.store import parse_window
 
@@ -79,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     tolerances = _tolerances(args.tolerance)
     ds = open_with_warnings(args.run_path)
     measured = ds.thermo
-    checks = default_checks(measured, tolerances)
+    checks = default_checks(measured, {k: v for k, v in tolerances.items() if k not in args.also})
+    checks += [get_check(name, **({"tolerance": tolerances[name]} if name in tolerances else {}))
+               for name in args.also]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         results = run_checks(measured, checks, window=window)
