@@ -224,13 +224,9 @@ class NoiseTrend:
 
     def plot(self, ax: "Axes | None" = None) -> "Figure":
         """sigma2 of every member against the trend variable (log-log) with the fitted power law."""
-        from matplotlib.figure import Figure
+        from thermonet.plotting import axes_or_new
 
-        if ax is None:
-            fig = Figure(figsize=(5.5, 4.2), layout="constrained")
-            ax = fig.add_subplot()
-        else:
-            fig = ax.get_figure()
+        fig, ax = axes_or_new(ax)
         _plot_trend(self, ax)
         return fig
 

@@ -117,13 +117,9 @@ class CheckResult:
 
     def plot(self, ax: "Axes | None" = None) -> "Figure":
         """Draw the check's figure on ``ax`` (a new Figure when ``None``) and return the Figure."""
-        from matplotlib.figure import Figure
+        from thermonet.plotting import axes_or_new
 
-        if ax is None:
-            fig = Figure(figsize=(5.5, 4.2), layout="constrained")
-            ax = fig.add_subplot()
-        else:
-            fig = ax.get_figure()
+        fig, ax = axes_or_new(ax)
         if self.plotter is None or self.passed is None and not self.details:
             ax.text(0.5, 0.5, f"{self.name}: {self.summary}", ha="center", va="center", wrap=True,
                     transform=ax.transAxes, fontsize=9)
