@@ -112,7 +112,7 @@ def discrete_corrected(protocol, states: xr.Dataset, dim: float) -> xr.Dataset:
     fixed sphere: ``P`` (lambda_eff) becomes ``P * P_SDE / P_discrete``. Both ratios are
     evaluated with the member's measured noise, ``sigma2 = trSigma / (D - 1)``.
     """
-    from thermonet.checks.base import hyperparameter_values, lambdify_hyperparameters
+    from thermonet.checks.base import hyperparameter_values
     from thermonet.theory.symbols import grad_sq, trace_sigma
 
     missing = [v for v in ("trace_sigma", "grad_full_sq")
@@ -129,8 +129,7 @@ def discrete_corrected(protocol, states: xr.Dataset, dim: float) -> xr.Dataset:
     with np.errstate(all="ignore"):
         if protocol.pressure_expr() is None:
             p_sde = protocol.predicted("P", hp, noise, dim)
-            fn = lambdify_hyperparameters(protocol, protocol.effective_weight_decay_expr(), float(dim),
-                                          (trace_sigma, grad_sq))
+            fn = protocol.numeric(protocol.effective_weight_decay_expr(), (trace_sigma, grad_sq), dim=dim)
             ratio = p_sde / fn(hp, tr, g2)
             out["P"] = states["P"] * ratio
             out["lambda_eff"] = out["P"]

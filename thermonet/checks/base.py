@@ -247,22 +247,6 @@ def gas_constant(dim: float) -> float:
     return float(N_R.subs(D, sp.nsimplify(dim)))
 
 
-@functools.lru_cache(maxsize=64)
-def _state_expressions(protocol: "Protocol") -> dict[str, sp.Expr]:
-    return protocol.state()
-
-
-def state_expressions(protocol: "Protocol") -> dict[str, sp.Expr]:
-    """``protocol.state()`` (cached: SymPy solves are slow)."""
-    return _state_expressions(protocol)
-
-
-@functools.lru_cache(maxsize=64)
-def maxwell_relation(protocol: "Protocol"):
-    """``protocol.maxwell_relation()`` (cached)."""
-    return protocol.maxwell_relation()
-
-
 def hyperparameter_log_symbols() -> tuple[sp.Symbol, sp.Symbol]:
     """The (u, v) symbols :meth:`Protocol.maxwell_relation` uses (real ``u``, ``v``)."""
     return sp.Symbol("u", real=True), sp.Symbol("v", real=True)
@@ -283,7 +267,7 @@ def _log_gradient(protocol: "Protocol", quantity: str, dim: float):
 
     u, v = hyperparameter_log_symbols()
     h1, h2 = (HYPERPARAMETER_SYMBOLS[n] for n in protocol.hyperparameters)
-    expr = sp.log(state_expressions(protocol)[quantity].subs({h1: sp.exp(u), h2: sp.exp(v)}).subs(D, sp.nsimplify(dim)))
+    expr = sp.log(protocol.state()[quantity].subs({h1: sp.exp(u), h2: sp.exp(v)}).subs(D, sp.nsimplify(dim)))
     du, dv = sp.simplify(sp.diff(expr, u)), sp.simplify(sp.diff(expr, v))
     f_u = sp.lambdify([u, v, sigma2], du, "numpy")
     f_v = sp.lambdify([u, v, sigma2], dv, "numpy")
@@ -292,20 +276,6 @@ def _log_gradient(protocol: "Protocol", quantity: str, dim: float):
         shape = np.broadcast_shapes(np.shape(u_), np.shape(v_), np.shape(sigma2_))
         return (np.asarray(f_u(u_, v_, sigma2_), dtype=float) * np.ones(shape),
                 np.asarray(f_v(u_, v_, sigma2_), dtype=float) * np.ones(shape))
-
-    return evaluate
-
-
-def lambdify_hyperparameters(protocol: "Protocol", expr: sp.Expr, dim: float, extra: tuple[sp.Symbol, ...] = ()):
-    """Numeric ``f(hp: Mapping, *extra)`` of an expression in the protocol's hyperparameters and ``extra``."""
-    from thermonet.theory.symbols import HYPERPARAMETER_SYMBOLS, D
-
-    names = protocol.hyperparameters
-    fn = sp.lambdify([*(HYPERPARAMETER_SYMBOLS[n] for n in names), *extra], expr.subs(D, sp.nsimplify(dim)), "numpy")
-
-    def evaluate(hp: Mapping[str, np.ndarray], *values: np.ndarray) -> np.ndarray:
-        args = [np.asarray(hp[n], dtype=float) for n in names] + [np.asarray(x, dtype=float) for x in values]
-        return np.asarray(fn(*args), dtype=float) * np.ones(np.broadcast_shapes(*(a.shape for a in args)))
 
     return evaluate
 

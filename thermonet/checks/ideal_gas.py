@@ -246,7 +246,6 @@ class StationaryRadiusCheck(Check):
 
     def _run_sphere(self, protocol, hps, hp, dim, sigma2, template, states, have_discrete, numbers, details,
                     context):
-        from thermonet.checks.base import lambdify_hyperparameters
         from thermonet.theory.symbols import grad_sq, trace_sigma
 
         lam = states["lambda_eff"].values
@@ -258,8 +257,7 @@ class StationaryRadiusCheck(Check):
         predictions = {"P_ideal": "ideal_gas"}
         P_disc = large = None
         if have_discrete:
-            fn = lambdify_hyperparameters(protocol, protocol.effective_weight_decay_expr(), float(dim),
-                                          (trace_sigma, grad_sq))
+            fn = protocol.numeric(protocol.effective_weight_decay_expr(), (trace_sigma, grad_sq), dim=dim)
             with np.errstate(invalid="ignore"):
                 P_disc = fn(hp, states["trace_sigma"].values, states["grad_full_sq"].values)
             rel_disc = (lam - P_disc) / P_disc

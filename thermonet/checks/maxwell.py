@@ -26,7 +26,6 @@ from thermonet.checks.base import (
     gas_constant,
     hyperparameter_log_symbols,
     log_mesh,
-    maxwell_relation,
     nan_stats,
     nonnegative_count,
     nonnegative_tolerance,
@@ -125,7 +124,7 @@ def _fmt(value: float, err: float, digits: int = 3) -> str:
 @functools.lru_cache(maxsize=32)
 def _relation_numeric(protocol, dim: float):
     """Numeric (coef_u, coef_v, rhs) as functions of (u, v, hp1, hp2, sigma2), plus constants if constant."""
-    relation = maxwell_relation(protocol)
+    relation = protocol.maxwell_relation()
     u, v = hyperparameter_log_symbols()
     h1, h2 = (HYPERPARAMETER_SYMBOLS[n] for n in protocol.hyperparameters)
     args = [u, v, h1, h2, sigma2]

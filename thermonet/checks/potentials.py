@@ -30,7 +30,6 @@ from thermonet.checks.base import (
     nonnegative_tolerance,
     seed_mean,
     seed_mean_and_error,
-    state_expressions,
 )
 from thermonet.theory.symbols import HYPERPARAMETER_SYMBOLS
 
@@ -39,7 +38,7 @@ __all__ = ["PotentialMinimumCheck", "potential_gaps"]
 
 def _volume_groups(protocol, hp: dict[str, np.ndarray]) -> np.ndarray:
     """Group label per member: members with equal values of the hyperparameters V depends on."""
-    volume = state_expressions(protocol)["V"]
+    volume = protocol.state()["V"]
     fixing = [n for n in protocol.hyperparameters if volume.has(HYPERPARAMETER_SYMBOLS[n])]
     if not fixing:
         return np.zeros(next(iter(hp.values())).size, dtype=int)

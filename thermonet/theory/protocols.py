@@ -17,6 +17,7 @@ derived from those statements by SymPy.
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
@@ -131,7 +132,10 @@ class Protocol(abc.ABC):
         return _unique_positive_root(relation, rho, f"{self.name} stationary radius")
 
     def stationary_radius_discrete(self) -> sp.Expr:
-        """Radius at which the expected one-step change of ||w||**2 vanishes (THEORY §3)."""
+        """Radius at which the expected one-step change of ||w||**2 vanishes (THEORY §3; cached)."""
+        return _derive(self, "_derive_radius_discrete", None)
+
+    def _derive_radius_discrete(self, _eos: None = None) -> sp.Expr:
         fixed = self.fixed_radius()
         if fixed is not None:
             return fixed
@@ -143,8 +147,10 @@ class Protocol(abc.ABC):
         return {}
 
     def state(self, eos: "EquationOfState | None" = None) -> dict[str, sp.Expr]:
-        """Stationary T, P, V (and rho) in hyperparameter coordinates."""
-        eos = _default_eos(eos)
+        """Stationary T, P, V (and rho) in hyperparameter coordinates (derived once, cached)."""
+        return dict(_derive(self, "_derive_state", _default_eos(eos)))
+
+    def _derive_state(self, eos: "EquationOfState") -> dict[str, sp.Expr]:
         radius = self.stationary_radius(eos)
         temperature = sp.simplify(self.temperature_expr().subs(rho, radius))
         volume = volume_of_radius(radius)
@@ -165,6 +171,10 @@ class Protocol(abc.ABC):
         return {name: sp.simplify(good[0][sym]) for name, sym in self.symbols.items()}
 
     def maxwell_relation(self, eos: "EquationOfState | None" = None) -> HyperparameterMaxwellRelation:
+        """The protocol's Maxwell relation in (u, v); see :meth:`_derive_maxwell_relation` (cached)."""
+        return _derive(self, "_derive_maxwell_relation", _default_eos(eos))
+
+    def _derive_maxwell_relation(self, eos: "EquationOfState") -> HyperparameterMaxwellRelation:
         """The Maxwell relation of the protocol's potential in (u, v) = (ln hp1, ln hp2).
 
         Gibbs protocols: ``(dS/dP)_T = -(dV/dT)_P``; the left side becomes the derivative
@@ -172,7 +182,6 @@ class Protocol(abc.ABC):
         Jacobian of (ln T, ln P) w.r.t. (u, v); the right side comes from the equation of
         state. Helmholtz protocols: ``(dS/dV)_T = (dP/dT)_V``, likewise with (ln T, ln V).
         """
-        eos = _default_eos(eos)
         state = self.state(eos)
         u_sym, v_sym = sp.symbols("u v", real=True)
         hp1, hp2 = self.symbols.values()
@@ -202,21 +211,27 @@ class Protocol(abc.ABC):
     # ----------------------------------------------------------- numerics
     def temperature(self, hp: Mapping[str, np.ndarray], radius: np.ndarray, sigma2_: np.ndarray) -> np.ndarray:
         """T = eta_eff sigma2 / 2 with a (measured) radius."""
-        return self._lambdify(self.temperature_expr(), (rho, sigma2))(hp, radius, sigma2_)
+        return self.numeric(self.temperature_expr(), (rho, sigma2))(hp, radius, sigma2_)
 
     def predicted(self, quantity: str, hp: Mapping[str, np.ndarray], sigma2_: float | np.ndarray, dim: float,
                   eos: "EquationOfState | None" = None) -> np.ndarray:
         """Numeric SDE prediction of ``"T"``, ``"P"``, ``"V"`` or ``"rho"`` on a grid."""
-        expr = self.state(eos)[quantity].subs(D, dim)
-        return self._lambdify(expr, (sigma2,))(hp, sigma2_)
+        return self.numeric(self.state(eos)[quantity], (sigma2,), dim=dim)(hp, sigma2_)
 
     def predicted_radius_discrete(self, hp: Mapping[str, np.ndarray], trace_sigma_: np.ndarray,
                                   grad_sq_: np.ndarray) -> np.ndarray:
         """Numeric discrete-time stationary radius from measured trSigma(x) and G1**2."""
-        return self._lambdify(self.stationary_radius_discrete(), (trace_sigma, grad_sq))(hp, trace_sigma_, grad_sq_)
+        return self.numeric(self.stationary_radius_discrete(), (trace_sigma, grad_sq))(hp, trace_sigma_, grad_sq_)
 
-    def _lambdify(self, expr: sp.Expr, extra: tuple[sp.Symbol, ...]):
+    def numeric(self, expr: sp.Expr, extra: tuple[sp.Symbol, ...] = (), dim: float | None = None):
+        """``f(hp, *extra_values)``: ``expr`` (in the hyperparameters and ``extra``) as a numpy function.
+
+        ``hp`` maps hyperparameter names to arrays; the result broadcasts over all inputs.
+        ``dim`` substitutes a number for the symbol D.
+        """
         names = self.hyperparameters
+        if dim is not None:
+            expr = expr.subs(D, sp.nsimplify(dim))
         fn = sp.lambdify([*self.symbols.values(), *extra], expr, "numpy")
 
         def evaluate(hp: Mapping[str, np.ndarray], *values: np.ndarray) -> np.ndarray:
@@ -345,6 +360,12 @@ def get_protocol(name: str, **kwargs) -> Protocol:
 
 
 # ---------------------------------------------------------------------- helpers
+@functools.lru_cache(maxsize=256)
+def _derive(protocol: Protocol, method: str, eos: "EquationOfState | None"):
+    """SymPy derivations are slow: each (protocol, derivation, equation of state) runs once."""
+    return getattr(protocol, method)(eos)
+
+
 _STATE_SYMBOL = {"T": T, "P": P, "V": V}
 _GENERIC = {D: 7, sigma2: sp.Rational(13, 10), trace_sigma: sp.Rational(17, 10), grad_sq: sp.Rational(3, 10),
             T: sp.Rational(1, 30), P: sp.Rational(1, 70), V: sp.Rational(9, 10)}
