@@ -419,8 +419,9 @@ def _train(settings: TrainSettings, out, resume: bool, overwrite: bool, progress
     log_index = {int(s): i for i, s in enumerate(log_steps_arr)}
     entropy_index = {int(s): i for i, s in enumerate(entropy_steps)}
     events = np.union1d(log_steps_arr, entropy_steps)
-    series = ("loss", "rho", "grad_norm_sq", "sigma2", "trace_sigma", "grad_full_sq") + \
-        (("lambda_eff",) if proto.pressure_expr() is None else ()) + NETWORK_SERIES
+    from thermonet.simulation.writer import series_variables
+
+    series = series_variables(proto.pressure_expr() is None) + NETWORK_SERIES
 
     if existing:
         from thermonet.simulation.writer import RunStore

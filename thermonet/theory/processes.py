@@ -29,7 +29,7 @@ from scipy import integrate, optimize
 
 from thermonet.errors import InputError
 from thermonet.theory import _validate
-from thermonet.theory.symbols import HYPERPARAMETER_SYMBOLS, D, P, S, T, V, sigma2
+from thermonet.theory.symbols import D, P, S, T, V, sigma2
 from thermonet.theory.system import ThermodynamicSystem
 
 _STATE_NAMES = ("T", "P", "V")
@@ -224,7 +224,3 @@ def _complete(system: ThermodynamicSystem, start: State) -> tuple[float, float]:
     if "T" in given:
         return given["T"], float(eos.volume(np.array(given["T"]), np.array(given["P"])))
     return float(eos.temperature(np.array(given["P"]), np.array(given["V"]))), given["V"]
-
-
-def hyperparameter_symbols(names: tuple[str, ...]) -> list[sp.Symbol]:
-    return [HYPERPARAMETER_SYMBOLS[n] for n in names]
