@@ -121,3 +121,56 @@ def test_bad_input():
         IsotropicNoiseSystem.create("fixed-lr", dim=3).internal_energy()  # Bessel S1(T) cannot be inverted
     with pytest.raises(InputError):
         gibbs(T * P).legendre(V, "X")
+
+
+# ---------------------------------------------------------------- fitted (non-rational) power-law gases
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("alpha", [0.25, -0.43, 0.4312345])
+@pytest.mark.parametrize("protocol", ["fixed-lr", "fixed-elr"])
+def test_power_law_gas_system_derives_quickly_and_correctly(protocol, alpha):
+    """A fitted exponent (any float) used to make sympy.solve run for minutes; the closed
+    forms must agree with an independent numeric root of the equation of state."""
+    from scipy.optimize import brentq
+
+    from thermonet.theory.energy import VMFEnergy
+    from thermonet.theory.eos import PowerLawCompressibility
+    from thermonet.theory.protocols import get_protocol
+
+    dim, z0 = 50, 1.2
+    eos = PowerLawCompressibility(dim=dim, z0=z0, alpha=alpha)
+    system = ThermodynamicSystem(protocol=get_protocol(protocol), eos=eos, energy=VMFEnergy(dim=dim), dim=dim)
+    name = system.protocol.hyperparameters[0]
+    h1, lam_ = 0.05, 3e-3
+    pred = system.predict({name: [h1], "wd": [lam_]}).squeeze()
+    n_r = (dim - 1) / 2
+
+    def relation(log_rho):  # P V - N_R T Z(T) with this protocol's T(rho) and P = lambda (sigma2 = 1)
+        r = np.exp(log_rho)
+        t = (h1 / r**2 if protocol == "fixed-lr" else h1) / 2
+        return lam_ * r**2 / 2 - n_r * t * z0 * t**alpha
+
+    root = np.exp(brentq(relation, -20, 20, xtol=1e-14))
+    assert float(pred["rho"]) == pytest.approx(root, rel=1e-9)
+    assert np.isfinite(float(pred["S"])) and np.isfinite(float(pred["U"]))
+
+    # the inverse map returns the hyperparameters
+    inverse = system.protocol.hyperparameters_of_state(eos)
+    point = {T: float(pred["T"]), P: float(pred["P"]), V: float(pred["V"]), sp.Symbol("sigma2", positive=True): 1}
+    for key, expected in ((name, h1), ("wd", lam_)):
+        assert float(inverse[key].subs(point)) == pytest.approx(expected, rel=1e-9)
+
+    # the adiabat direction is the null direction of the numerical entropy gradient
+    adiabat = system.adiabat()
+    du, dv = (float(sp.sympify(x).subs(point).subs({sp.Symbol(s, positive=True): v for s, v in
+                                                  (("eta", h1), ("eta_tilde", h1), ("lambda", lam_))}))
+              for x in adiabat["direction"])
+    eps = 1e-4
+    norm = np.hypot(du, dv)
+
+    def s_at(u_shift, v_shift):
+        grid = {name: [h1 * np.exp(u_shift)], "wd": [lam_ * np.exp(v_shift)]}
+        return float(system.predict(grid)["S"].squeeze())
+
+    along = (s_at(eps * du / norm, eps * dv / norm) - s_at(-eps * du / norm, -eps * dv / norm)) / (2 * eps)
+    across = (s_at(eps * dv / norm, -eps * du / norm) - s_at(-eps * dv / norm, eps * du / norm)) / (2 * eps)
+    assert abs(along) < 1e-5 * abs(across)

@@ -26,7 +26,7 @@ import numpy as np
 import sympy as sp
 
 from thermonet.theory import _validate
-from thermonet.theory.symbols import D, T
+from thermonet.theory.symbols import D, T, as_number
 
 
 @attrs.frozen(kw_only=True)
@@ -38,7 +38,7 @@ class EnergyModel(abc.ABC):
     @property
     def dimension(self) -> sp.Expr:
         """D as a SymPy number when ``dim`` is given, else the symbol ``D``."""
-        return D if self.dim is None else sp.nsimplify(self.dim)
+        return D if self.dim is None else as_number(self.dim)
 
     @abc.abstractmethod
     def energy_expr(self) -> sp.Expr:
@@ -130,10 +130,10 @@ class ConstantHeatCapacity(EnergyModel):
     s0: float = attrs.field(default=0.0, validator=_validate.finite)
 
     def energy_expr(self):
-        return sp.nsimplify(self.u0) + sp.nsimplify(self.c_v) * T
+        return as_number(self.u0) + as_number(self.c_v) * T
 
     def entropy_expr(self):
-        return sp.nsimplify(self.s0) + sp.nsimplify(self.c_v) * sp.log(T)
+        return as_number(self.s0) + as_number(self.c_v) * sp.log(T)
 
 
 def _evaluate(expr: sp.Expr, temperature: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from scipy import optimize
 
 from thermonet.errors import InputError
 from thermonet.theory import _validate
-from thermonet.theory.symbols import P, T, V
+from thermonet.theory.symbols import P, T, V, as_number
 
 _STATE = {"P": P, "V": V, "T": T}
 
@@ -90,9 +90,9 @@ class EquationOfState(abc.ABC):
         from thermonet.theory.symbols import N_R, D
 
         if self.n_r is not None:
-            return sp.nsimplify(self.n_r)
+            return as_number(self.n_r)
         if self.dim is not None:
-            return N_R.subs(D, sp.nsimplify(self.dim))
+            return N_R.subs(D, as_number(self.dim))
         return N_R
 
     @property
@@ -109,7 +109,7 @@ class EquationOfState(abc.ABC):
         expr = self.relation_template(self.gas_constant, syms)
         if symbolic_parameters:
             return expr
-        return expr.subs({syms[n]: sp.nsimplify(v) for n, v in self.parameter_values.items()})
+        return expr.subs({syms[n]: as_number(v) for n, v in self.parameter_values.items()})
 
     def solve_for(self, variable: str, symbolic_parameters: bool = False) -> sp.Expr:
         """Solve the relation for ``"P"``, ``"V"`` or ``"T"``.
@@ -344,7 +344,7 @@ def _solve_cached(eos: EquationOfState, variable: str, symbolic_parameters: bool
         )
     candidates = [c for c in sp.solve(relation, target) if not c.has(sp.I)]
     if not symbolic_parameters:
-        values = {eos.parameter_symbols[n]: sp.nsimplify(v) for n, v in eos.parameter_values.items()}
+        values = {eos.parameter_symbols[n]: as_number(v) for n, v in eos.parameter_values.items()}
         candidates = [c.subs(values) for c in candidates]
         candidates = [c for c in candidates if _positive_at_test_point(c)]
     if len(candidates) == 1:

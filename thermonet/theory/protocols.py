@@ -33,6 +33,7 @@ from thermonet.theory.symbols import (
     P,
     T,
     V,
+    as_number,
     eta,
     eta_tilde,
     grad_sq,
@@ -163,8 +164,13 @@ class Protocol(abc.ABC):
         """Invert :meth:`state`: hyperparameters as functions of the natural variables."""
         state = self.state(eos)
         unknowns = list(self.symbols.values())
-        equations = [sp.Eq(state[name], _STATE_SYMBOL[name]) for name in self.natural_variables]
-        solutions = sp.solve(equations, unknowns, dict=True)
+        lhs = [state[name] for name in self.natural_variables]
+        targets = [_STATE_SYMBOL[name] for name in self.natural_variables]
+        closed = _monomial_system_root(lhs, targets, unknowns)
+        if closed is not None:
+            solutions = [closed]
+        else:
+            solutions = sp.solve([sp.Eq(a, b) for a, b in zip(lhs, targets)], unknowns, dict=True)
         good = [s for s in solutions if all(_is_positive_generic(e) for e in s.values())]
         if len(good) != 1:
             raise InputError(f"{self.name}: cannot invert the state map uniquely ({len(good)} solutions)")
@@ -231,7 +237,7 @@ class Protocol(abc.ABC):
         """
         names = self.hyperparameters
         if dim is not None:
-            expr = expr.subs(D, sp.nsimplify(dim))
+            expr = expr.subs(D, as_number(dim))
         fn = sp.lambdify([*self.symbols.values(), *extra], expr, "numpy")
 
         def evaluate(hp: Mapping[str, np.ndarray], *values: np.ndarray) -> np.ndarray:
@@ -276,7 +282,7 @@ class FixedSphere(Protocol):
     radius: float | None = attrs.field(default=None, validator=_validate.positive)
 
     def _rho0(self) -> sp.Expr:
-        return rho0 if self.radius is None else sp.nsimplify(self.radius)
+        return rho0 if self.radius is None else as_number(self.radius)
 
     def effective_lr(self):
         return eta / self._rho0() ** 2
@@ -396,7 +402,8 @@ def _unique_positive_root(equation: sp.Expr, unknown: sp.Symbol, what: str,
     When several are, ``small`` (a substitution making the step small) picks the one
     that stays finite in the small-step limit, i.e. the branch continuous with the SDE.
     """
-    roots = [r for r in sp.solve(equation, unknown) if not r.has(sp.I)]
+    closed = _two_power_root(equation, unknown)
+    roots = [closed] if closed is not None else [r for r in sp.solve(equation, unknown) if not r.has(sp.I)]
     good = [r for r in roots if _is_positive_generic(r)]
     if len(good) > 1 and small:
         point = _generic_point()
@@ -410,3 +417,64 @@ def _unique_positive_root(equation: sp.Expr, unknown: sp.Symbol, what: str,
     if len(good) != 1:
         raise InputError(f"{what}: expected one positive root, found {len(good)}")
     return sp.simplify(good[0])
+
+
+def _two_power_root(equation: sp.Expr, unknown: sp.Symbol) -> sp.Expr | None:
+    """The positive root of ``a·x**p + b·x**q = 0`` in closed form, or ``None`` for other shapes.
+
+    Stationary radii of power-law equations of state have this shape with exponents such
+    as ``-2 - 2α``; ``sp.solve`` turns a rational α = m/n into a polynomial of degree ~n
+    and can take minutes, while the root is ``(-b/a)**(1/(p - q))`` (all symbols positive).
+    """
+    expanded = sp.powsimp(sp.expand(sp.expand_power_base(equation, force=True)), force=True)
+    groups: list[list] = []  # [exponent, coefficient]
+    for term in sp.Add.make_args(expanded):
+        coeff, part = term.as_independent(unknown, as_Add=False)
+        if part == 1:
+            power = sp.S.Zero
+        elif part == unknown:
+            power = sp.S.One
+        elif part.is_Pow and part.base == unknown and not part.exp.has(unknown):
+            power = part.exp
+        else:
+            return None
+        for group in groups:
+            if sp.simplify(group[0] - power) == 0:
+                group[1] += coeff
+                break
+        else:
+            groups.append([power, coeff])
+    if len(groups) != 2:
+        return None
+    (p, a), (q, b) = groups
+    return sp.powsimp((-sp.factor(b) / sp.factor(a)) ** (1 / (p - q)), force=True)
+
+
+def _monomial(expr: sp.Expr, unknowns: list[sp.Symbol]) -> tuple[sp.Expr, list[sp.Expr]] | None:
+    """``(c, [a_1, ...])`` with ``expr = c · Π u_j**a_j``, or ``None`` if it is not such a monomial."""
+    expr = sp.powsimp(sp.expand_power_base(expr, force=True), force=True)
+    coeff, part = expr.as_independent(*unknowns, as_Add=False)
+    powers = part.as_powers_dict() if part != 1 else {}
+    if set(powers) - set(unknowns) or any(e.has(*unknowns) for e in powers.values()):
+        return None
+    return coeff, [sp.S(powers.get(u, 0)) for u in unknowns]
+
+
+def _monomial_system_root(lhs: list[sp.Expr], targets: list[sp.Symbol],
+                          unknowns: list[sp.Symbol]) -> dict[sp.Symbol, sp.Expr] | None:
+    """Solve ``lhs_i(unknowns) = targets_i`` when every ``lhs_i`` is a monomial (else ``None``).
+
+    In logarithms the system is linear, ``A · ln u = ln(target / c)``, so the solution is
+    ``u_j = Π (target_i / c_i)**(A⁻¹)_ji`` for positive symbols; ``sp.solve`` on the same
+    system with non-integer exponents can run for minutes.
+    """
+    monomials = [_monomial(e, unknowns) for e in lhs]
+    if any(m is None for m in monomials) or len(lhs) != len(unknowns):
+        return None
+    exponents = sp.Matrix([m[1] for m in monomials])
+    if sp.simplify(exponents.det()) == 0:
+        return None
+    inverse = exponents.inv()
+    return {u: sp.powsimp(sp.Mul(*[(t / m[0]) ** sp.simplify(inverse[j, i])
+                                   for i, (t, m) in enumerate(zip(targets, monomials))]), force=True)
+            for j, u in enumerate(unknowns)}

@@ -45,3 +45,15 @@ STATE_SYMBOLS: dict[str, sp.Symbol] = {"T": T, "P": P, "V": V, "S": S, "U": U}
 def volume_of_radius(radius: sp.Expr) -> sp.Expr:
     """V = rho**2 / 2: the volume convention used everywhere in thermonet."""
     return radius**2 / 2
+
+
+def as_number(value: float) -> sp.Expr:
+    """A user-given number as SymPy sees it in derivations.
+
+    The exact rational when it is a simple one (0.25 -> 1/4, 49 -> 49, denominators up to
+    1000), else a Float: a fitted exponent such as 0.4312345 as the rational
+    862469/2000000 makes SymPy factorise integers with millions of digits when it
+    combines powers, while a Float exponent is evaluated at once.
+    """
+    exact = sp.nsimplify(value, rational=True)
+    return exact if exact.q <= 1000 else sp.Float(value)

@@ -78,13 +78,13 @@ class ThermodynamicSystem(abc.ABC):
     def configurational_entropy_expr(self) -> sp.Expr:
         """integral_{1/2}^{V} (dP/dT)_V dV'."""
         v = sp.Dummy("v", positive=True)
-        return sp.simplify(sp.integrate(self._dP_dT().subs(V, v), (v, REFERENCE_VOLUME, V)))
+        return _tidy(sp.integrate(self._dP_dT().subs(V, v), (v, REFERENCE_VOLUME, V)))
 
     def configurational_energy_expr(self) -> sp.Expr:
         """integral_{1/2}^{V} (T (dP/dT)_V - P) dV'."""
         v = sp.Dummy("v", positive=True)
         integrand = (T * self._dP_dT() - self.eos.solve_for("P")).subs(V, v)
-        return sp.simplify(sp.integrate(integrand, (v, REFERENCE_VOLUME, V)))
+        return _tidy(sp.integrate(integrand, (v, REFERENCE_VOLUME, V)))
 
     def entropy_expr(self) -> sp.Expr:
         """S(T, V)."""
@@ -135,8 +135,8 @@ class ThermodynamicSystem(abc.ABC):
         """
         s = self.entropy_in_hyperparameters().subs(D, self.dim)
         h1, h2 = (HYPERPARAMETER_SYMBOLS[n] for n in self.protocol.hyperparameters)
-        s_u = sp.simplify(h1 * sp.diff(s, h1))
-        s_v = sp.simplify(h2 * sp.diff(s, h2))
+        s_u = _tidy_fast(h1 * sp.diff(s, h1))
+        s_v = _tidy_fast(h2 * sp.diff(s, h2))
         result: dict[str, object] = {"dS_du": s_u, "dS_dv": s_v, "direction": (s_v, -s_u)}
         if not (s_u.free_symbols | s_v.free_symbols) - {sigma2}:
             exponents = [sp.nsimplify(x) for x in (s_u, s_v)]
@@ -181,6 +181,19 @@ class ThermodynamicSystem(abc.ABC):
         ds.attrs.update(protocol=self.protocol.name, dim=self.dim, sigma2=self.sigma2,
                         eos=type(self.eos).__name__, energy=type(self.energy).__name__)
         return ds
+
+
+def _tidy(expr: sp.Expr) -> sp.Expr:
+    """Simplify, keeping logarithms expanded: ``simplify`` likes ``log(x**y)``, which
+    overflows numerically where ``y log x`` does not (all state symbols are positive)."""
+    return sp.expand_log(sp.simplify(expr), force=True)
+
+
+def _tidy_fast(expr: sp.Expr) -> sp.Expr:
+    """A cheap normal form (expand, split logs and powers, cancel): enough to make a
+    constant derivative visibly constant; ``simplify`` can run for minutes on Bessel
+    functions with non-integer powers (power-law equations of state)."""
+    return sp.cancel(sp.powsimp(sp.expand_log(sp.expand(expr), force=True), force=True))
 
 
 @functools.lru_cache(maxsize=64)
