@@ -40,6 +40,9 @@ import numpy as np
 QUICK = dict(width=2, samples_per_class=100, lr=(0.1, 1.0, 3), wd=(0.005, 0.05, 3), seeds="0", steps=2000,
              batch_size=64, log_every=50, queue_size=100, queue_every=5, entropy_every=250, grad_samples=8,
              eval_batch_size=250, device="cpu", threads=1)
+MEDIUM = dict(width=2, samples_per_class=None, lr=(0.1, 1.0, 5), wd=(0.005, 0.05, 5), seeds="0,1", steps=10000,
+              batch_size=64, log_every=100, queue_size=500, queue_every=10, entropy_every=1000, grad_samples=16,
+              eval_batch_size=1000, device="cpu", threads=1)
 FULL = dict(width=8, samples_per_class=None, lr=(0.03, 1.0, 7), wd=(1e-3, 3e-2, 7), seeds="0,1", steps=50000,
             batch_size=128, log_every=500, queue_size=1000, queue_every=25, entropy_every=5000, grad_samples=128,
             eval_batch_size=1000, device="cuda", threads=None)
@@ -101,6 +104,9 @@ def network_figures(ds, out: Path, window: float) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="network_ideal_gas", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small CPU run (a couple of minutes)")
+    parser.add_argument("--medium", action="store_true",
+                        help="CPU run that reaches the stationary state (width 2, 5 x 5 grid x 2 seeds, 10k steps; "
+                             "about an hour on one core)")
     parser.add_argument("--out", default=None, help="report folder (default reports/network-ideal-gas[-quick])")
     parser.add_argument("--runs", default="runs", help="folder for the run store (default runs)")
     parser.add_argument("--device", default=None, help="override the mode's device (cpu, cuda, auto)")
@@ -117,11 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     from thermonet.errors import ThermonetError
     from thermonet.report import write_report
 
-    mode = dict(QUICK if args.quick else FULL)
+    if args.quick and args.medium:
+        parser.error("choose one of --quick and --medium")
+    preset = "quick" if args.quick else "medium" if args.medium else "full"
+    mode = dict({"quick": QUICK, "medium": MEDIUM, "full": FULL}[preset])
     for key in ("device", "steps", "seeds", "width"):
         if getattr(args, key) is not None:
             mode[key] = getattr(args, key)
-    name = "network-ideal-gas" + ("-quick" if args.quick else "")
+    name = "network-ideal-gas" + ("" if preset == "full" else f"-{preset}")
     out = Path(args.out or f"reports/{name}")
     out.mkdir(parents=True, exist_ok=True)
     store = Path(args.runs) / f"{name}.zarr"

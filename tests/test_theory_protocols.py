@@ -132,3 +132,37 @@ def test_bad_input():
         FixedELR().validate({"elr": [0.1]})
     with pytest.raises(InputError, match="radius"):
         FixedSphere(radius=-1.0)
+
+
+@pytest.mark.parametrize("protocol", ["fixed-lr", "fixed-elr"])
+def test_balance_terms_rebuild_the_norm_recursion(protocol):
+    p = get_protocol(protocol)
+    terms = p.balance_terms()
+    rho = sp.Symbol("rho", positive=True)
+    rebuilt = sum(c * rho ** (2 * k) for k, c in terms.items())
+    assert sp.simplify(rebuilt - (p.expected_next_radius_sq() - rho**2)) == 0
+    assert get_protocol("fixed-sphere").balance_terms() == {}
+
+
+@pytest.mark.parametrize("protocol, hp", [("fixed-lr", {"lr": 0.3, "wd": 0.02}), ("fixed-elr", {"elr": 0.1, "wd": 0.01})])
+def test_fluctuating_radius_against_an_exact_two_point_distribution(protocol, hp):
+    """rho**2 taking two values X(1 ± s) with equal weight has Var/X**2 = s**2; if the balance
+    holds in expectation for that distribution, the second-order formula returns its E[rho]."""
+    from scipy.optimize import brentq
+
+    p = get_protocol(protocol)
+    tr, g1, s = 2.0, 0.3, 0.08
+    terms = {k: float(c.subs({sp.Symbol(n, positive=True): v for n, v in
+                             (("eta", hp.get("lr", 0)), ("eta_tilde", hp.get("elr", 0)), ("lambda", hp["wd"]))})
+                     .subs({trace_sigma: tr, grad_sq: g1})) for k, c in p.balance_terms().items()}
+
+    def expected_change(x):
+        return sum(c * 0.5 * ((x * (1 + s)) ** k + (x * (1 - s)) ** k) for k, c in terms.items())
+
+    first = float(p.predicted_radius_discrete({k: np.array(v) for k, v in hp.items()}, tr, g1)) ** 2
+    x = brentq(expected_change, first * 0.5, first * 2)
+    exact_mean_rho = 0.5 * (np.sqrt(x * (1 + s)) + np.sqrt(x * (1 - s)))
+    got = float(p.predicted_radius_fluctuating({k: np.array(v) for k, v in hp.items()}, tr, g1, s**2))
+    assert got == pytest.approx(exact_mean_rho, rel=2e-4)
+    assert abs(got / np.sqrt(first) - 1) > 5e-4  # the fluctuation matters at this size (4x the tolerance)
+    assert np.isnan(p.predicted_radius_fluctuating({k: np.array(v) for k, v in hp.items()}, tr, g1, np.nan))

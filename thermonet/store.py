@@ -357,6 +357,9 @@ class ThermoAccessor:
           the store has no entropy);
         * ``sigma2``, and where stored ``trace_sigma``, ``grad_full_sq``,
           ``grad_norm_sq``, ``lambda_eff``: window means;
+        * ``rho_sq_rel_var``: ``Var(ρ²)/E[ρ²]²`` over the window, the radius fluctuation
+          that the moment-corrected discrete radius needs
+          (:meth:`~thermonet.theory.protocols.Protocol.predicted_radius_fluctuating`);
         * ``U_se``, ``rho_se``, ``S_se``, ``S_sphere_se``: standard errors of those window
           means by batch means (:func:`batch_standard_error`, 10 batches);
         * ``T = protocol.temperature(hp, rho, sigma2)``;
@@ -383,6 +386,11 @@ class ThermoAccessor:
 
         out["U"] = mean("loss", win, "step")
         out["rho"] = mean("rho", win, "step")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rho_sq = win["rho"].load() ** 2
+            out["rho_sq_rel_var"] = (rho_sq.var("step", skipna=True)
+                                     / rho_sq.mean("step", skipna=True) ** 2).transpose(*order)
         errors = {"U_se": standard_error("loss", win, "step"), "rho_se": standard_error("rho", win, "step")}
         for var in ("sigma2", "trace_sigma", "grad_full_sq", "grad_norm_sq", "lambda_eff"):
             if var in ds.data_vars:

@@ -229,6 +229,63 @@ class Protocol(abc.ABC):
         """Numeric discrete-time stationary radius from measured trSigma(x) and G1**2."""
         return self.numeric(self.stationary_radius_discrete(), (trace_sigma, grad_sq))(hp, trace_sigma_, grad_sq_)
 
+    def balance_terms(self) -> dict[int, sp.Expr]:
+        """``{k: c_k}`` with ``E||w'||**2 - rho**2 = sum_k c_k rho**(2k)`` (cached).
+
+        The one-step change of the squared radius as a Laurent polynomial in ``rho**2``;
+        its coefficients contain the hyperparameters, ``trSigma`` and ``G1sq``. Fixed-radius
+        protocols have none (``{}``).
+        """
+        return dict(_derive(self, "_derive_balance_terms", None))
+
+    def _derive_balance_terms(self, _eos: None = None) -> tuple[tuple[int, sp.Expr], ...]:
+        if self.fixed_radius() is not None:
+            return ()
+        balance = sp.expand(self.expected_next_radius_sq() - rho**2)
+        terms = []
+        for power, coeff in sp.collect(balance, rho, evaluate=False).items():
+            exponent = sp.S.Zero if power == 1 else sp.S.One if power == rho else power.exp
+            if not (power == 1 or power == rho or (power.is_Pow and power.base == rho)) or not (exponent / 2).is_integer:
+                raise InputError(f"{self.name}: E||w'||**2 is not a polynomial in rho**2 and 1/rho**2")
+            terms.append((int(exponent / 2), sp.simplify(coeff)))
+        return tuple(sorted(terms))
+
+    def predicted_radius_fluctuating(self, hp: Mapping[str, np.ndarray], trace_sigma_: np.ndarray,
+                                     grad_sq_: np.ndarray, rel_var: np.ndarray) -> np.ndarray:
+        """Mean stationary radius E[rho] with the radius fluctuations kept (THEORY §3, paper app. H).
+
+        The discrete-time radius (:meth:`predicted_radius_discrete`) balances the one-step
+        change of ``rho**2`` at one radius. At stationarity it is the *expected* change
+        that vanishes, ``sum_k c_k E[rho**(2k)] = 0`` (:meth:`balance_terms`); with
+        ``X = E[rho**2]`` and ``v = Var(rho**2)/X**2`` (``rel_var``, measured), to second
+        order ``E[rho**(2k)] = X**k (1 + k(k-1)/2 v)`` and ``E[rho] = sqrt(X) (1 - v/8)``.
+        The root ``X`` nearest the fluctuation-free one is taken. NaN where an input is.
+        """
+        fixed = self.fixed_radius()
+        shape = np.broadcast_shapes(*(np.shape(np.asarray(hp[n])) for n in self.hyperparameters),
+                                    np.shape(trace_sigma_), np.shape(grad_sq_), np.shape(rel_var))
+        if fixed is not None:
+            return self.numeric(fixed)(hp) * np.ones(shape)
+        terms = self.balance_terms()
+        coeffs = {k: self.numeric(c, (trace_sigma, grad_sq))(hp, trace_sigma_, grad_sq_) * np.ones(shape)
+                  for k, c in terms.items()}
+        v = np.asarray(rel_var, dtype=float) * np.ones(shape)
+        first = self.predicted_radius_discrete(hp, trace_sigma_, grad_sq_) * np.ones(shape)
+        low, high = min(terms), max(terms)
+        out = np.full(shape, np.nan)
+        for idx in np.ndindex(shape):
+            # polynomial in X after multiplying by X**(-low); np.roots wants the highest power first
+            poly = [coeffs[k][idx] * (1 + k * (k - 1) / 2 * v[idx]) if k in coeffs else 0.0
+                    for k in range(high, low - 1, -1)]
+            if not (np.all(np.isfinite(poly)) and np.isfinite(first[idx])):
+                continue
+            roots = np.roots(poly)
+            roots = roots[(np.abs(roots.imag) <= 1e-9 * np.abs(roots)) & (roots.real > 0)].real
+            if roots.size:
+                x = roots[np.argmin(np.abs(roots - first[idx] ** 2))]
+                out[idx] = np.sqrt(x) * (1 - v[idx] / 8)
+        return out
+
     def numeric(self, expr: sp.Expr, extra: tuple[sp.Symbol, ...] = (), dim: float | None = None):
         """``f(hp, *extra_values)``: ``expr`` (in the hyperparameters and ``extra``) as a numpy function.
 
