@@ -96,3 +96,23 @@ def test_real_gas_tutorial_runs_and_its_claims_hold(tmp_path, monkeypatch, capsy
     assert namespace["comparison"].fits["ideal"].noise_level == pytest.approx(1.0, abs=0.01)
     assert namespace["iso"].passed and namespace["chore"].passed
     assert (tmp_path / "Z.png").exists() and (tmp_path / "sphere-isotherm.png").exists()
+
+
+def test_gpu_session_script_runs_its_cpu_smoke_part(tmp_path):
+    """studies/benchmarks/gpu_session.sh is run unattended on a lent GPU: its own logic
+    (steps, limits, summary, archive) is checked here on the CPU with tiny sizes."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable)
+    done = subprocess.run(["bash", str(ROOT / "studies" / "benchmarks" / "gpu_session.sh"), "smoke"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| ensemble-smoke | 0 |" in summary and "| entropy-smoke | 0 |" in summary, summary
+    assert (tmp_path / "results.tar.gz").stat().st_size > 0
+    assert "ratio" in (tmp_path / "logs" / "ensemble-smoke.log").read_text()
+    bad = subprocess.run(["bash", str(ROOT / "studies" / "benchmarks" / "gpu_session.sh"), "nonsense"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "usage" in bad.stderr

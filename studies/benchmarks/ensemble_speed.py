@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA")
     parser.add_argument("--compile", default=None, help="torch.compile mode for the ensemble step")
+    parser.add_argument("--autocast", default=None, choices=("bf16",),
+                        help="forward/backward of the ensemble's training step in bfloat16 (weights stay --dtype)")
     parser.add_argument("--grad-samples", type=int, default=64, help="K stochastic gradients of a log step")
     parser.add_argument("--grad-chunk", type=int, default=1, help="stochastic gradients per vmapped call")
     parser.add_argument("--queue-size", type=int, default=1000, help="N samples for the entropy timing")
@@ -171,14 +173,16 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or 'cpu'}, " \
         f"{torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; model {args.model} width {args.width}, input {shape}, "
-          f"batch {args.batch_size}, {args.dtype}{' +tf32' if args.tf32 else ''}, compile={args.compile}")
+          f"batch {args.batch_size}, {args.dtype}{' +tf32' if args.tf32 else ''}"
+          f"{' +bf16 autocast' if args.autocast else ''}, compile={args.compile}")
 
     def engine(e, queue=2):
         hp = member_grid(e, protocol)
         return EnsembleEngine(model=args.model, width=args.width, head_norm=10.0, dataset=data, protocol=protocol,
                               hp=hp, seeds=list(range(e)), batch_size=args.batch_size, queue_size=queue,
                               queue_every=1, grad_samples=args.grad_samples, grad_chunk=args.grad_chunk,
-                              device=str(device), dtype=dtype, allow_tf32=args.tf32, compile=args.compile or False)
+                              device=str(device), dtype=dtype, allow_tf32=args.tf32, compile=args.compile or False,
+                              autocast=args.autocast)
 
     results: dict = {"device": name, "args": vars(args), "throughput": {}}
     print(f"\n{'E':>5} {'ensemble member-steps/s':>24} {'per member ms/step':>19}")
