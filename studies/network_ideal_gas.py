@@ -17,11 +17,20 @@ into ``OUT/report.md`` (the standard report of :func:`thermonet.report.write_rep
 
 ``--quick``: a CPU mode of a couple of minutes (width 2, 100 examples per class, a 3 × 3
 grid, 2000 steps): it exercises the whole pipeline; its numbers are not converged.
+``--medium``: a CPU mode of about 12 minutes on one core (width 2, D = 510, all 4000
+training examples, η ∈ [0.1, 0.5] × λ ∈ [3e-3, 2e-2] on a 5 × 5 grid × 2 seeds, 10 000
+steps): every member reaches its stationary state (slowest radius relaxation time
+1/(2ηλ) ≈ 1700 steps).
+
+The grids stay below ηλ ≈ 0.01: above about 0.015 this ConvNet enters the unstable
+regime (loss above ln 10, the radius jumping by a factor 3, ρ² fluctuating by 20–80 %),
+where no stationary ideal-gas state exists; a first ``--medium`` grid up to η = 1,
+λ = 0.05 had six such members, and they alone failed the radius check by up to 25 %.
 The full mode is meant for a GPU::
 
     python studies/network_ideal_gas.py --device cuda --out reports/network-ideal-gas
 
-(width 8, all 4000 training examples, η ∈ [0.03, 1] × λ ∈ [1e-3, 3e-2] on a 7 × 7 grid × 2
+(width 8, all 4000 training examples, η ∈ [0.05, 0.5] × λ ∈ [2e-3, 2e-2] on a 7 × 7 grid × 2
 seeds = 98 members, 50 000 steps, queue 1000 every 25 steps over the last half, K = 128
 stochastic gradients per log, 100 logs).
 """
@@ -40,10 +49,10 @@ import numpy as np
 QUICK = dict(width=2, samples_per_class=100, lr=(0.1, 1.0, 3), wd=(0.005, 0.05, 3), seeds="0", steps=2000,
              batch_size=64, log_every=50, queue_size=100, queue_every=5, entropy_every=250, grad_samples=8,
              eval_batch_size=250, device="cpu", threads=1)
-MEDIUM = dict(width=2, samples_per_class=None, lr=(0.1, 1.0, 5), wd=(0.005, 0.05, 5), seeds="0,1", steps=10000,
+MEDIUM = dict(width=2, samples_per_class=None, lr=(0.1, 0.5, 5), wd=(0.003, 0.02, 5), seeds="0,1", steps=10000,
               batch_size=64, log_every=100, queue_size=500, queue_every=10, entropy_every=1000, grad_samples=16,
               eval_batch_size=1000, device="cpu", threads=1)
-FULL = dict(width=8, samples_per_class=None, lr=(0.03, 1.0, 7), wd=(1e-3, 3e-2, 7), seeds="0,1", steps=50000,
+FULL = dict(width=8, samples_per_class=None, lr=(0.05, 0.5, 7), wd=(2e-3, 2e-2, 7), seeds="0,1", steps=50000,
             batch_size=128, log_every=500, queue_size=1000, queue_every=25, entropy_every=5000, grad_samples=128,
             eval_batch_size=1000, device="cuda", threads=None)
 
@@ -101,12 +110,35 @@ def network_figures(ds, out: Path, window: float) -> list[str]:
     return lines
 
 
+def unstable_members(ds, window: float, max_rel_fluctuation: float = 0.15) -> list[str]:
+    """Markdown lines naming the members outside the stable regime (no stationary state).
+
+    A member counts as unstable when ρ² fluctuates by more than ``max_rel_fluctuation``
+    (coefficient of variation over the stationary window) or its mean training loss is
+    above ln 10, the loss of a uniform guess on MNIST-1D's 10 classes.
+    """
+    import math
+
+    st = ds.thermo.stationary(window)
+    cv = np.sqrt(st["rho_sq_rel_var"])
+    flags = (cv > max_rel_fluctuation) | (st["U"] > math.log(10))
+    if not bool(flags.any()):
+        return [f"Every member is in the stable regime (CV of rho^2 <= {max_rel_fluctuation:g}, loss < ln 10)."]
+    rows = ["Members outside the stable regime (the checks include them):", "",
+            "| lr | wd | seed | CV of rho^2 | mean loss |", "|---|---|---|---|---|"]
+    for idx in zip(*np.nonzero(flags.values)):
+        point = flags[idx]
+        rows.append(f"| {float(point['lr']):.3g} | {float(point['wd']):.3g} | {int(point['seed'])} | "
+                    f"{float(cv[idx]):.2f} | {float(st['U'][idx]):.2f} |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="network_ideal_gas", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small CPU run (a couple of minutes)")
     parser.add_argument("--medium", action="store_true",
                         help="CPU run that reaches the stationary state (width 2, 5 x 5 grid x 2 seeds, 10k steps; "
-                             "about an hour on one core)")
+                             "about 12 minutes on one core)")
     parser.add_argument("--out", default=None, help="report folder (default reports/network-ideal-gas[-quick])")
     parser.add_argument("--runs", default="runs", help="folder for the run store (default runs)")
     parser.add_argument("--device", default=None, help="override the mode's device (cpu, cuda, auto)")
@@ -116,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", default=None, help="torch.compile mode for the training step (GPU)")
     parser.add_argument("--window", type=float, default=0.5, help="stationary window (fraction of logs)")
     parser.add_argument("--resume", action="store_true", help="continue a killed run instead of starting over")
+    parser.add_argument("--report-only", action="store_true",
+                        help="do not train: rewrite the report from the finished run store of this mode")
     args = parser.parse_args(argv)
 
     import thermonet
@@ -143,10 +177,22 @@ def main(argv: list[str] | None = None) -> int:
         threads=mode["threads"], compile=args.compile,
     )
     try:
-        tic = time.perf_counter()
-        train(store, resume=args.resume, overwrite=not args.resume, progress=True,
-              command="python studies/network_ideal_gas.py " + " ".join(argv or sys.argv[1:]), **options)
-        seconds = time.perf_counter() - tic
+        if args.report_only:
+            if not store.exists():
+                raise ThermonetError(f"--report-only: no run store at {store}; train it first (without --report-only)")
+            from datetime import datetime
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                attrs = thermonet.open_run(store).attrs
+            if not attrs.get("complete"):
+                raise ThermonetError(f"--report-only: {store} is not finished; continue it with --resume")
+            seconds = (datetime.fromisoformat(attrs["finished"]) - datetime.fromisoformat(attrs["created"])).total_seconds()
+        else:
+            tic = time.perf_counter()
+            train(store, resume=args.resume, overwrite=not args.resume, progress=True,
+                  command="python studies/network_ideal_gas.py " + " ".join(argv or sys.argv[1:]), **options)
+            seconds = time.perf_counter() - tic
         page, results = write_report([store], out, window=args.window, labels=[name])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -159,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                  "", "| check | verdict | key figure | value | summary |", "|---|---|---|---|---|"]
         for r in results[0]:
             lines.append(f"| {r.name} | {r.verdict} | {r.key or '-'} | {r.key_value:.3g} | {r.summary} |")
-        lines += ["", *network_figures(ds, out, args.window)]
+        lines += ["", *unstable_members(ds, args.window), "", *network_figures(ds, out, args.window)]
         (out / "network.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
         summary = {"store": str(store), "seconds": seconds, "dim": int(ds.attrs["dim"]),
                    "checks": [r.to_dict() for r in results[0]]}

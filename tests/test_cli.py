@@ -69,3 +69,16 @@ def test_check_also_runs_an_optional_check(tmp_path, capsys):
     assert "noise-trend" in names and "maxwell" in names
     assert code in (0, 1)
     assert main(["check", str(store), "--also", "no-such-check"]) == 2
+
+
+def test_check_also_takes_a_comma_list(tmp_path, capsys):
+    import json
+
+    from thermonet.checks.synthetic import synthetic_run
+
+    store = tmp_path / "run.zarr"
+    synthetic_run("fixed-lr", seeds=2, n_logs=24, rng=3).to_zarr(store)
+    code = main(["check", str(store), "--also", "noise-trend,adiabat-noise-trend", "--json", "-"])
+    names = [c["name"] for c in json.loads(capsys.readouterr().out)["checks"]]
+    assert names[-2:] == ["noise-trend", "adiabat-noise-trend"]
+    assert code == 0  # constant noise: both optional checks pass on the exact theory

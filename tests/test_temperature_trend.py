@@ -113,3 +113,29 @@ def test_noise_trend_check_skips_without_a_sweep():
     ds = synthetic_run("fixed-elr", grid={"elr": [0.01], "wd": [0.01, 0.02]}, n_logs=8, seeds=1)
     result = NoiseTrendCheck().run(ds)
     assert result.verdict == "skip" and "at least" in result.summary
+
+
+@pytest.mark.parametrize("protocol, beta", [("fixed-lr", -0.3), ("fixed-elr", -0.5)])
+def test_adiabat_with_the_noise_trend_follows_a_varying_noise_level(protocol, beta):
+    """States generated from the exact theory with sigma2 ∝ x**beta at each grid point: the
+    constant-noise adiabat is off, the one with the measured trend is right."""
+    variable = {"fixed-lr": lambda hp: hp["lr"] * hp["wd"], "fixed-elr": lambda hp: hp["elr"]}[protocol]
+    ds = synthetic_run(protocol, sigma=lambda hp: np.sqrt(0.5 * (variable(hp) / 1e-3) ** beta), n_logs=12, rng=3,
+                       dim=5, noise=1e-3, entropy_noise=1e-3)
+    assert float(ds["sigma2"].max() / ds["sigma2"].min()) > 2
+    plain = get_check("adiabat").run(ds)
+    trend = get_check("adiabat-noise-trend").run(ds)
+    assert trend.passed and trend.numbers["slope_ratio_mean"] < 0.05, trend.summary
+    assert not plain.passed and plain.numbers["slope_ratio_mean"] > 3 * trend.numbers["slope_ratio_mean"]
+    exponents = trend.context["noise_trend_exponents"]
+    if protocol == "fixed-lr":
+        assert exponents == pytest.approx([beta, beta], abs=0.01)
+    assert "noise trend sigma2" in trend.summary
+    assert "adiabat-noise-trend" in OPTIONAL_CHECKS
+
+
+def test_adiabat_with_the_noise_trend_equals_the_plain_one_for_constant_noise():
+    ds = synthetic_run("fixed-lr", n_logs=12, rng=4)
+    plain, trend = get_check("adiabat").run(ds), get_check("adiabat-noise-trend").run(ds)
+    assert trend.numbers["slope_ratio_mean"] == pytest.approx(plain.numbers["slope_ratio_mean"], abs=0.02)
+    assert trend.passed == plain.passed

@@ -58,9 +58,11 @@ CHECKS: dict[str, type[Check]] = {
 #: ``"module:Class"`` so that their modules, which build on this package, load lazily.
 #: ``noise-trend``: the measured noise level against eta*lambda / eta~ / eta/rho_0**2
 #: (:class:`thermonet.temperature.NoiseTrendCheck`); networks are expected to fail it
-#: (paper 004, §7.3), so it is not a default.
+#: (paper 004, §7.3), so it is not a default. ``adiabat-noise-trend``: V4 with that
+#: trend put into the predicted adiabats (:class:`thermonet.checks.adiabat.NoiseTrendAdiabatCheck`).
 OPTIONAL_CHECKS: dict[str, str] = {
     "noise-trend": "thermonet.temperature:NoiseTrendCheck",
+    "adiabat-noise-trend": "thermonet.checks.adiabat:NoiseTrendAdiabatCheck",
 }
 
 #: Checks that need the exact vMF statistics (isotropic runs only).

@@ -85,17 +85,23 @@ def default_system(measured, states: xr.Dataset):
 
 @functools.lru_cache(maxsize=32)
 def _gradient_parts(system):
-    """Numeric grad ln T, grad ln V in (u, v) and V dS_conf/dV, for a system."""
+    """Numeric derivatives of ln T and ln V by (u, v, ln sigma2), and V dS_conf/dV, for a system.
+
+    Returns ``((T_u, T_v, T_s, V_u, V_v, V_s), V dS_conf/dV)``, each a function of
+    ``(u, v, sigma2)`` (of ``V`` for the last).
+    """
     protocol = system.protocol
     state = protocol.state(system.eos)
     u, v = hyperparameter_log_symbols()
+    s = sp.Symbol("s", real=True)  # ln sigma2
     h1, h2 = (HYPERPARAMETER_SYMBOLS[n] for n in protocol.hyperparameters)
     dim = sp.nsimplify(system.dim)
     parts = []
     for name in ("T", "V"):
-        expr = sp.log(state[name].subs({h1: sp.exp(u), h2: sp.exp(v)}).subs(D, dim))
-        for var in (u, v):
-            parts.append(sp.lambdify([u, v, sigma2], sp.simplify(sp.diff(expr, var)), "numpy"))
+        expr = sp.log(state[name].subs({h1: sp.exp(u), h2: sp.exp(v), sigma2: sp.exp(s)}).subs(D, dim))
+        for var in (u, v, s):
+            derivative = sp.simplify(sp.diff(expr, var)).subs(s, sp.log(sigma2))
+            parts.append(sp.lambdify([u, v, sigma2], derivative, "numpy"))
     conf = system.configurational_entropy_expr().subs(D, dim)
     v_dsdv = sp.lambdify([V], sp.simplify(V * sp.diff(conf, V)), "numpy")
     return parts, v_dsdv
@@ -200,16 +206,24 @@ class AdiabatCheck(Check):
     z: float = attrs.field(default=3.0, validator=nonnegative_tolerance)
     system: object | None = None
     bootstrap: int = attrs.field(default=200, validator=nonnegative_count)
+    noise_trend: bool = False
 
     def applicability(self, measured, states):
         u, v, values = log_grid(seed_mean(states)["S"], tuple(measured.protocol.hyperparameters))
         return surface_problem(u, v, values)
 
-    def _predicted_normal(self, system, u, v, T, Vol, s2):
-        """Unit normal to the adiabats (direction of the predicted grad S) at each point, and C_V."""
-        (tu, tv, vu, vv), v_dsdv = _gradient_parts(system)
+    def _predicted_normal(self, system, u, v, T, Vol, s2, trend: tuple[float, float] = (0.0, 0.0)):
+        """Unit normal to the adiabats (direction of the predicted grad S) at each point, and C_V.
+
+        ``trend = (b, c)``: the noise level varies as ``sigma2 ∝ hp1**b hp2**c``, which adds
+        ``b``, ``c`` times the ln-sigma2 derivatives of ln T and ln V (chain rule).
+        """
+        (tu, tv, ts, vu, vv, vs), v_dsdv = _gradient_parts(system)
         shape = u.shape
-        grad = [np.asarray(f(u, v, s2), dtype=float) * np.ones(shape) for f in (tu, tv, vu, vv)]
+        b, c = trend
+        d_t, d_v = (np.asarray(f(u, v, s2), dtype=float) * np.ones(shape) for f in (ts, vs))
+        grad = [np.asarray(f(u, v, s2), dtype=float) * np.ones(shape) + extra
+                for f, extra in ((tu, b * d_t), (tv, c * d_t), (vu, b * d_v), (vv, c * d_v))]
         good = np.isfinite(T) & (T > 0)
         c_v = np.full(shape, np.nan)
         if good.any():
@@ -267,7 +281,16 @@ class AdiabatCheck(Check):
         _, _, T = log_grid(sm["T"], hps)
         _, _, Vol = log_grid(sm["V"], hps)
         _, _, s2 = log_grid(sm["sigma2"], hps) if "sigma2" in sm else (None, None, np.full(u.shape, system.sigma2))
-        nu, nv, c_v = self._predicted_normal(system, u, v, T, Vol, s2)
+        trend, trend_text = (0.0, 0.0), ""
+        if self.noise_trend:
+            from thermonet.temperature import noise_trend
+
+            exponents = noise_trend(measured, states=states).exponents
+            trend = (exponents[hps[0]], exponents[hps[1]])
+            if not all(np.isfinite(trend)):
+                raise InputError("adiabat with the noise trend: the grid is too small to fit sigma2 ~ hp1^b hp2^c")
+            trend_text = f"; noise trend sigma2 ~ {hps[0]}^{trend[0]:.3g} {hps[1]}^{trend[1]:.3g}"
+        nu, nv, c_v = self._predicted_normal(system, u, v, T, Vol, s2, trend)
         mean_normal = np.array([np.nanmean(nu), np.nanmean(nv)])
         mean_normal = mean_normal / np.hypot(*mean_normal)
         S_se = seed_mean_and_error(states, "S")[1].transpose(*hps)
@@ -281,8 +304,8 @@ class AdiabatCheck(Check):
         numbers.update(bootstrap_over_seeds(states["S"], stat, replicates=self.bootstrap))
         key = "slope_ratio_mean_beyond_noise"
         passed = bool(np.isfinite(numbers[key]) and numbers[key] <= self.tolerance)
-        invariant = _invariant(system)
-        where = f" ({invariant})" if invariant else ""
+        invariant = None if self.noise_trend else _invariant(system)
+        where = f" ({invariant})" if invariant else trend_text
         summary = (f"slope of S along/across the adiabat{where}: mean {numbers['slope_ratio_mean']:.3g} (beyond "
                    f"{self.z:g} s.e. {numbers[key]:.3g} {'<=' if passed else '>'} {self.tolerance:g}), max "
                    f"{numbers['slope_ratio_max']:.3g}; spread ratio {numbers['spread_ratio']:.3g}")
@@ -301,6 +324,26 @@ class AdiabatCheck(Check):
                                                         coords={"coefficient": list("abcdef")})}
         context = {"hyperparameters": list(hps), "system": type(system).__name__,
                    "energy": type(system.energy).__name__, "adiabat": invariant,
-                   "adiabatic_coordinate": [float(x) for x in mean_normal]}
+                   "adiabatic_coordinate": [float(x) for x in mean_normal],
+                   "noise_trend_exponents": [float(x) for x in trend]}
         return self._result(passed=passed, key=key, numbers=numbers, summary=summary, details=details,
                             context=context, plotter=_plot_adiabats)
+
+
+@attrs.frozen(kw_only=True)
+class NoiseTrendAdiabatCheck(AdiabatCheck):
+    """V4 with the measured noise trend: ``adiabat-noise-trend`` (optional check).
+
+    The ideal-gas adiabat assumes a noise level that does not change with the
+    hyperparameters. Networks break that (``noise-trend``: sigma2 ∝ (eta lambda)**beta
+    with beta < 0, paper 004 §7.3), and the entropy then changes along the constant-sigma2
+    adiabat. This check fits ``sigma2 = A hp1**b hp2**c`` to the run
+    (:func:`thermonet.temperature.noise_trend`) and adds ``b``, ``c`` through the chain
+    rule before comparing directions; for fixed LR at high concentration the adiabat
+    becomes ``eta**(1+b) lambda**c = const`` instead of ``eta = const``. Same numbers,
+    tolerance and figure as ``adiabat``.
+    """
+
+    name: ClassVar[str] = "adiabat-noise-trend"
+    description: ClassVar[str] = "entropy constant along the adiabats predicted with the measured noise trend"
+    noise_trend: bool = True

@@ -14,7 +14,7 @@ makes the corresponding check fail.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import sympy as sp
@@ -53,7 +53,7 @@ def synthetic_run(
     grid: Mapping[str, np.ndarray] | None = None,
     *,
     dim: int = 3,
-    sigma: float = 1.0,
+    sigma: float | Callable[[dict[str, np.ndarray]], np.ndarray] = 1.0,
     seeds: int = 2,
     n_logs: int = 40,
     log_every: int = 100,
@@ -74,7 +74,9 @@ def synthetic_run(
         Protocol name and hyperparameter values by store name (default
         :func:`default_grid`).
     dim, sigma:
-        D and the noise scale (sigma2 = sigma**2, trSigma = sigma2 (D-1)).
+        D and the noise scale (sigma2 = sigma**2, trSigma = sigma2 (D-1)); ``sigma`` may
+        be a function of the hyperparameter mesh (``{name: array}``) returning sigma per
+        grid point, for a noise level that varies as in networks.
     seeds, n_logs, log_every, entropy_every:
         Ensemble size and time axis: logs at ``log_every * (1..n_logs)``, entropy
         estimates every ``entropy_every`` steps.
@@ -99,7 +101,10 @@ def synthetic_run(
     hps = proto.hyperparameters
     mesh = np.meshgrid(*[np.asarray(grid[n], dtype=float) for n in hps], indexing="ij")
     hp = dict(zip(hps, mesh))
-    sigma2 = float(sigma) ** 2
+    sigma_values = np.asarray(sigma(hp) if callable(sigma) else sigma, dtype=float) * np.ones_like(mesh[0])
+    if not np.all(np.isfinite(sigma_values) & (sigma_values > 0)):
+        raise InputError("synthetic_run: sigma must be finite and > 0 at every grid point")
+    sigma2 = sigma_values**2
     trace = sigma2 * (dim - 1)
 
     rho = proto.predicted("rho", hp, sigma2, dim)
@@ -126,8 +131,8 @@ def synthetic_run(
         "loss": U,
         "rho": rho,
         "grad_norm_sq": grad_norm,
-        "sigma2": np.full_like(rho, sigma2),
-        "trace_sigma": np.full_like(rho, trace),
+        "sigma2": sigma2 * np.ones_like(rho),
+        "trace_sigma": trace * np.ones_like(rho),
         "grad_full_sq": grad_full,
     }
     if proto.pressure_expr() is None:
@@ -179,7 +184,7 @@ def synthetic_run(
         "kind": "isotropic",
         "protocol": proto.name,
         "dim": int(dim),
-        "sigma": float(sigma),
+        "sigma": float(np.exp(np.mean(np.log(sigma_values)))),  # geometric mean when it varies
         "energy": "vmf",
         "seeds": list(range(int(seeds))),
         "steps": total,

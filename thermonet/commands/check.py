@@ -39,7 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_window_option(parser)
     add_json_option(parser)
     parser.add_argument("--also", metavar="CHECK", action="append", default=[],
-                        help="also run an optional check by name, e.g. --also noise-trend (repeatable)")
+                        help="also run optional checks by name, e.g. --also noise-trend "
+                             "(repeatable, or a comma list: --also noise-trend,adiabat-noise-trend)")
     parser.add_argument("--tolerance", metavar="CHECK=VALUE", action="append", default=[],
                         help="override a check's tolerance, e.g. --tolerance maxwell=0.2 (repeatable)")
     parser.set_defaults(run=run)
@@ -81,9 +82,10 @@ def run(args: argparse.Namespace) -> int:
     tolerances = _tolerances(args.tolerance)
     ds = open_with_warnings(args.run_path)
     measured = ds.thermo
-    checks = default_checks(measured, {k: v for k, v in tolerances.items() if k not in args.also})
+    also = [name.strip() for item in args.also for name in item.split(",") if name.strip()]
+    checks = default_checks(measured, {k: v for k, v in tolerances.items() if k not in also})
     checks += [get_check(name, **({"tolerance": tolerances[name]} if name in tolerances else {}))
-               for name in args.also]
+               for name in also]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         results = run_checks(measured, checks, window=window)
