@@ -48,9 +48,11 @@ def _engine(data, protocol="fixed-lr", hp=None, seeds=(0, 1, 2), model="convnet1
 
 
 # ---------------------------------------------------------------------- engine vs eager
+@pytest.mark.parametrize("vectorize", ["vmap", "loop"])
 @pytest.mark.parametrize("protocol", ["fixed-lr", "fixed-elr", "fixed-sphere"])
-def test_member_in_ensemble_matches_member_trained_alone(data, protocol):
-    engine = _engine(data, protocol, model="convnet-si")
+def test_member_in_ensemble_matches_member_trained_alone(data, protocol, vectorize):
+    engine = _engine(data, protocol, model="convnet-si", vectorize=vectorize)
+    assert engine.vectorize == (vectorize == "vmap")
     start = engine.W.clone()
     engine.advance(12)
     proto = get_protocol(protocol)
@@ -152,8 +154,9 @@ def test_a_diverging_member_is_frozen_and_flagged_the_others_go_on(data):
 
 
 # ---------------------------------------------------------------------- log-step measurements
-def test_measurements_match_a_direct_computation(data):
-    engine = _engine(data, "fixed-lr", grad_samples=4, eval_batch_size=10)
+@pytest.mark.parametrize("vectorize", ["vmap", "loop"])
+def test_measurements_match_a_direct_computation(data, vectorize):
+    engine = _engine(data, "fixed-lr", grad_samples=4, eval_batch_size=10, vectorize=vectorize)
     engine.advance(5)
     values = engine.measure(log_index=2)
     m = 1
@@ -196,7 +199,7 @@ def test_measurements_match_a_direct_computation(data):
     assert values["grad_norm_sq"][m] == pytest.approx(float(sum((g**2).sum() for g in grads) / 4), rel=1e-9)
     assert np.isfinite(values["batch_loss"]).all()
     # several stochastic gradients per vectorised call give the same numbers
-    chunked = _engine(data, "fixed-lr", grad_samples=4, eval_batch_size=10, grad_chunk=3)
+    chunked = _engine(data, "fixed-lr", grad_samples=4, eval_batch_size=10, grad_chunk=3, vectorize=vectorize)
     chunked.advance(5)
     again = chunked.measure(log_index=2)
     for name in ("trace_sigma", "grad_norm_sq", "snr", "loss"):
@@ -341,6 +344,7 @@ BASE = ["train", "--model", "mlp-si", "--width", "1", "--dataset", SPEC, "--step
     (["--protocol", "fixed-lr", "--lr", "0.1", "--wd", "0.1", "--queue-size", "100"], "too few to fill"),
     (["--protocol", "fixed-lr", "--lr", "0.1", "--wd", "0.1", "--model", "vgg"], "unknown model"),
     (["--protocol", "fixed-lr", "--lr", "0.1", "--wd", "0.1", "--device", "tpu"], "--device must be"),
+    (["--protocol", "fixed-lr", "--lr", "0.1", "--wd", "0.1", "--vectorize", "simd"], "--vectorize must be one of"),
     (["--protocol", "fixed-lr", "--lr", "0.1", "--wd", "0.1", "--max-memory", "1KiB"], "more than the"),
     (["--protocol", "fixed-sphere", "--lr", "0.1", "--sphere-radius", "1", "--init-radius", "2"], "starts on its"),
     (["--protocol", "fixed-lr", "--lr", "0.1", "--wd", "0.1", "--dataset", "cifar10", "--data-dir", "/nonexistent",
@@ -404,3 +408,16 @@ def test_cuda_run_with_compile_and_memory_budget(tmp_path):
     out = train(tmp_path / "gpu.zarr", **{**RUN, "device": "cuda", "dtype": "float32", "compile": "default"})
     ds = _open(out)
     assert ds.attrs["complete"] is True and np.isfinite(ds["loss"].values).all()
+
+
+def test_auto_vectorize_is_the_member_loop_on_cpu_and_agrees_with_vmap(data):
+    """auto = loop on a CPU (dense layers: up to 2x faster there); both modes give the same
+    trajectory and the same log-step numbers (float64: to rounding)."""
+    auto, vm = _engine(data, "fixed-elr"), _engine(data, "fixed-elr", vectorize="vmap")
+    assert auto.vectorize is False and vm.vectorize is True
+    for engine in (auto, vm):
+        engine.advance(6)
+    assert float((auto.W - vm.W).abs().max()) < 1e-12 * float(vm.W.abs().max())
+    a, b = auto.measure(1), vm.measure(1)
+    for name in ("loss", "test_loss", "trace_sigma", "grad_full_sq", "snr"):
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-9, err_msg=name)

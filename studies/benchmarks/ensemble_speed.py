@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA")
     parser.add_argument("--compile", default=None, help="torch.compile mode for the ensemble step")
+    parser.add_argument("--vectorize", default="auto", choices=("auto", "vmap", "loop"),
+                        help="how the ensemble evaluates its members (default auto: vmap on CUDA, loop on a CPU)")
     parser.add_argument("--autocast", default=None, choices=("bf16",),
                         help="forward/backward of the ensemble's training step in bfloat16 (weights stay --dtype)")
     parser.add_argument("--grad-samples", type=int, default=64, help="K stochastic gradients of a log step")
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; model {args.model} width {args.width}, input {shape}, "
           f"batch {args.batch_size}, {args.dtype}{' +tf32' if args.tf32 else ''}"
-          f"{' +bf16 autocast' if args.autocast else ''}, compile={args.compile}")
+          f"{' +bf16 autocast' if args.autocast else ''}, compile={args.compile}, vectorize={args.vectorize}")
 
     def engine(e, queue=2):
         hp = member_grid(e, protocol)
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                               hp=hp, seeds=list(range(e)), batch_size=args.batch_size, queue_size=queue,
                               queue_every=1, grad_samples=args.grad_samples, grad_chunk=args.grad_chunk,
                               device=str(device), dtype=dtype, allow_tf32=args.tf32, compile=args.compile or False,
-                              autocast=args.autocast)
+                              autocast=args.autocast, vectorize=args.vectorize)
 
     results: dict = {"device": name, "args": vars(args), "throughput": {}}
     print(f"\n{'E':>5} {'ensemble member-steps/s':>24} {'per member ms/step':>19}")

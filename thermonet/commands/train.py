@@ -53,6 +53,8 @@ _OPTIONS = {
     "max_memory": ("--max-memory", "memory the run may use, e.g. 8GiB (default: from the device)"),
     "autocast": ("--autocast", "bf16: forward/backward of training steps in bfloat16 (weights, updates and "
                                "measurements stay in --dtype); default none"),
+    "vectorize": ("--vectorize", "how members are evaluated: vmap (one call, grouped convolutions; GPU), loop "
+                                 "(member by member; faster on a CPU) or auto (default: vmap on CUDA, else loop)"),
     "threads": ("--threads", "CPU threads for torch (default: torch's choice; 1 is best on a busy machine)"),
 }
 _FLAGS_ONLY = {

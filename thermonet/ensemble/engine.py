@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from thermonet.data import STREAM_GRAD_SAMPLES, STREAM_TRAIN, Dataset, batch_indices, stream_keys
-from thermonet.ensemble.functional import FlatModel, activation_elements, initial_point
+from thermonet.ensemble.functional import FlatModel, activation_elements, initial_point, resolve_vectorize
 from thermonet.errors import InputError, ThermonetError
 
 __all__ = ["MEASURED", "EnsembleEngine", "chunk_bounds"]
@@ -79,6 +79,11 @@ class EnsembleEngine:
         ``"bf16"``: the training step's forward and backward run under
         ``torch.autocast(dtype=bfloat16)``; the weights, the update and every log-step
         measurement stay in ``dtype``. ``None`` (default): no autocast.
+    vectorize:
+        ``"vmap"``, ``"loop"`` or ``"auto"`` (vmap on CUDA, the member loop on a CPU):
+        how all members' gradients are computed
+        (:data:`~thermonet.ensemble.functional.VECTORIZE_MODES`); the numbers agree to
+        float rounding.
     """
 
     def __init__(self, *, model: str, width: int, head_norm: float, dataset: Dataset, protocol, hp: np.ndarray,
@@ -86,7 +91,7 @@ class EnsembleEngine:
                  eval_batch_size: int | None = None, init_radius: float | None = None, init_seed: int | None = None,
                  independent_batches: bool = False, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  allow_tf32: bool = False, compile: bool | str = False, grad_chunk: int = 1,
-                 autocast: str | None = None):
+                 autocast: str | None = None, vectorize: str = "auto"):
         self.device = torch.device(device)
         self.dtype = dtype
         self.protocol = protocol
@@ -147,9 +152,10 @@ class EnsembleEngine:
         self.loss_acc = torch.zeros(self.members, dtype=torch.float64, device=self.device)
         self.count_acc = torch.zeros(self.members, dtype=torch.float64, device=self.device)
 
-        self._train_grad = self.flat.member_grad(shared_input=False)
-        self._shared_grad = self.flat.member_grad(shared_input=True)
-        self._shared_eval = self.flat.member_eval(shared_input=True)
+        self.vectorize = resolve_vectorize(vectorize, self.device)
+        self._train_grad = self.flat.member_grad(shared_input=False, vectorize=self.vectorize)
+        self._shared_grad = self.flat.member_grad(shared_input=True, vectorize=self.vectorize)
+        self._shared_eval = self.flat.member_eval(shared_input=True, vectorize=self.vectorize)
         self._step_fn = self._step_impl
         self._cudagraphs = False
         if compile:

@@ -89,11 +89,12 @@ class TrainSettings(runs.RunSettings):
     max_memory: int | None
     threads: int | None = None
     autocast: str | None = None
+    vectorize: str = "auto"
 
     def comparable(self) -> dict:
         """What must match on ``--resume`` (not the device nor the speed and memory options)."""
         skip = {"device", "compile", "checkpoint_every", "checkpoint_queue", "max_memory", "grad_chunk", "data_dir",
-                "threads"}
+                "threads", "vectorize"}
         out = {k: v for k, v in attrs.asdict(self).items() if k not in skip and k != "grid"}
         out["seeds"] = [int(s) for s in self.seeds]
         out.update({f"grid:{k}": [float(x) for x in v] for k, v in self.grid.items()})
@@ -108,7 +109,7 @@ def resolve_settings(*, model: str, width=8, head_norm=10.0, dataset: str = "mni
                      grad_samples=32, grad_chunk=1, init_radius=None, share_init=False,
                      independent_batches=False, device: str = "cpu", dtype: str = "float32", allow_tf32=False,
                      compile=None, checkpoint_every=600.0, checkpoint_queue=True, max_memory=None,
-                     threads=None, autocast=None) -> TrainSettings:
+                     threads=None, autocast=None, vectorize="auto") -> TrainSettings:
     """Validate the inputs of :func:`train` and fill in defaults; raises :class:`InputError`."""
     from thermonet.data import parse_dataset_spec
     from thermonet.ensemble.memory import parse_bytes
@@ -177,6 +178,9 @@ def resolve_settings(*, model: str, width=8, head_norm=10.0, dataset: str = "mni
         autocast = None
     if autocast not in (None, "bf16"):
         raise InputError(f"--autocast must be bf16 or none, got {autocast!r}")
+    from thermonet.ensemble.functional import resolve_vectorize
+
+    resolve_vectorize(vectorize, "cpu")  # validates the name
     return TrainSettings(
         model=str(model), width=width, head_norm=head_norm, dataset=str(dataset),
         data_dir=None if data_dir is None else str(data_dir), samples_per_class=samples_per_class,
@@ -186,7 +190,7 @@ def resolve_settings(*, model: str, width=8, head_norm=10.0, dataset: str = "mni
         grad_samples=grad_samples, grad_chunk=grad_chunk, init_radius=init_radius, share_init=bool(share_init),
         independent_batches=bool(independent_batches), device=device, dtype=dtype, allow_tf32=bool(allow_tf32),
         compile=compile, checkpoint_every=checkpoint_every, checkpoint_queue=bool(checkpoint_queue),
-        max_memory=max_memory, threads=threads, autocast=autocast,
+        max_memory=max_memory, threads=threads, autocast=autocast, vectorize=vectorize,
     )
 
 
@@ -195,7 +199,7 @@ _SETTING_ATTRS = ("model", "width", "head_norm", "dataset", "samples_per_class",
                   "batch_size", "eval_batch_size", "log_every", "queue_size", "queue_every", "entropy_every",
                   "entropy_method", "entropy_k", "grad_samples", "grad_chunk", "init_radius", "share_init",
                   "independent_batches", "device", "dtype", "allow_tf32", "compile", "checkpoint_every",
-                  "checkpoint_queue", "max_memory", "data_dir", "threads", "autocast")
+                  "checkpoint_queue", "max_memory", "data_dir", "threads", "autocast", "vectorize")
 
 
 def store_settings(path: str | Path) -> dict:
@@ -412,7 +416,7 @@ def _train(settings: TrainSettings, out, resume: bool, overwrite: bool, progress
         init_seed=settings.seeds[0] if settings.share_init else None,
         independent_batches=settings.independent_batches, device=settings.device, dtype=dtype,
         allow_tf32=settings.allow_tf32, compile=settings.compile or False, grad_chunk=settings.grad_chunk,
-        autocast=settings.autocast,
+        autocast=settings.autocast, vectorize=settings.vectorize,
     )
     log_steps_arr = log_steps(settings.steps, settings.log_every)
     entropy_steps = settings.entropy_steps()
