@@ -13,7 +13,7 @@
 #        OUT=/some/dir bash studies/benchmarks/gpu_session.sh bench    # <= 8 min: GPU tests, entropy,
 #                                                                       #   ConvNet fp32 / tf32 / bf16 vs eager
 #        OUT=/some/dir bash studies/benchmarks/gpu_session.sh tuning   # <= 7 min: CUDA graphs, log-step
-#                                                                       #   cost, ResNet-18, simulator
+#                                                                       #   cost (K = 1000, N = 4000), ResNet-18, simulator
 #        OUT=/some/dir bash studies/benchmarks/gpu_session.sh study    # <= 8 min: network study, 1 seed
 #      Each part installs the wheels and thermonet (no network needed), runs its steps
 #      with a time limit each, and leaves in $OUT: summary.md (what ran, exit codes,
@@ -107,8 +107,8 @@ elif [[ "$part" == "tuning" ]]; then
     common=(--device cuda --model convnet-si --width 8 --batch-size 128 --input-shape 3,32,32)
     step convnet-graphs 150 $PY $B/ensemble_speed.py "${common[@]}" --members 64 --tf32 \
         --compile reduce-overhead --json "$OUT/logs/convnet-graphs.json"
-    step convnet-logstep 60 $PY $B/ensemble_speed.py "${common[@]}" --members 64 --tf32 --steps 10 \
-        --grad-samples 4000 --grad-chunk 16 --queue-size 4000 --json "$OUT/logs/convnet-logstep.json"
+    step convnet-logstep 90 $PY $B/ensemble_speed.py "${common[@]}" --members 64 --tf32 --steps 10 \
+        --grad-samples 1000 --grad-chunk 2 --queue-size 4000 --json "$OUT/logs/convnet-logstep.json"
     step resnet18 90 $PY $B/ensemble_speed.py --device cuda --model resnet18-si --width 4 --batch-size 128 \
         --input-shape 3,32,32 --members 1,16,64 --tf32 --json "$OUT/logs/resnet18.json"
     step simulator 45 $PY $B/simulator_speed.py --device cuda --quick --skip-paper
