@@ -133,7 +133,8 @@ def unstable_members(ds, window: float, max_rel_fluctuation: float = 0.15) -> li
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (tests parse the GPU session's commands with it)."""
     parser = argparse.ArgumentParser(prog="network_ideal_gas", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small CPU run (a couple of minutes)")
     parser.add_argument("--medium", action="store_true",
@@ -150,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue a killed run instead of starting over")
     parser.add_argument("--report-only", action="store_true",
                         help="do not train: rewrite the report from the finished run store of this mode")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     import thermonet

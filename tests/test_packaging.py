@@ -116,3 +116,33 @@ def test_gpu_session_script_runs_its_cpu_smoke_part(tmp_path):
     bad = subprocess.run(["bash", str(ROOT / "studies" / "benchmarks" / "gpu_session.sh"), "nonsense"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+@pytest.mark.parametrize("part", ["bench", "tuning", "study"])
+def test_gpu_session_commands_parse(tmp_path, part):
+    """Every command a GPU part runs is accepted by its script's own parser: a lent GPU's
+    minutes must not go to a mistyped flag."""
+    import importlib.util
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, DRY_RUN="1")
+    done = subprocess.run(["bash", str(ROOT / "studies" / "benchmarks" / "gpu_session.sh"), part], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = (tmp_path / "commands.txt").read_text().splitlines()
+    assert lines, "the part runs nothing"
+    for line in lines:
+        name, command = line.split("\t", 1)
+        argv = shlex.split(command)[1:]
+        if argv[:2] == ["-m", "pytest"]:
+            assert "-m" in argv[2:] and "gpu" in argv, name
+            continue
+        script = ROOT / argv[0]
+        assert script.is_file(), f"{name}: {script} missing"
+        spec = importlib.util.spec_from_file_location(f"gpu_session_{name.replace('-', '_')}", script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.build_parser().parse_args(argv[1:])  # SystemExit (exit 2) on a bad flag fails the test

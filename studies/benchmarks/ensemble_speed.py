@@ -124,11 +124,8 @@ class _EagerTimed:
         m.t = t
 
 
-def main(argv: list[str] | None = None) -> int:
-    from thermonet.ensemble import EnsembleEngine
-    from thermonet.ensemble.reference import EagerMember
-    from thermonet.theory.protocols import get_protocol
-
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (tests parse the GPU session's commands with it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
     parser.add_argument("--model", default="convnet-si")
@@ -159,6 +156,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="E for the log-step timing (default: the eager comparison E)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from thermonet.ensemble import EnsembleEngine
+    from thermonet.ensemble.reference import EagerMember
+    from thermonet.theory.protocols import get_protocol
+
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     if args.threads:

@@ -80,9 +80,8 @@ def _timed(fn, device: torch.device | None = None, repeats: int = 1):
     return best, value
 
 
-def main(argv: list[str] | None = None) -> int:
-    from thermonet.estimators import knn_distances, spherical_entropy
-
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (tests parse the GPU session's commands with it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=4000, help="samples N (default 4000)")
     parser.add_argument("--dim", type=int, default=100_000, help="dimension D (default 1e5)")
@@ -95,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-numpy", action="store_true", help="skip the numpy brute-force baseline")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from thermonet.estimators import knn_distances, spherical_entropy
+
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     if args.threads:

@@ -46,7 +46,8 @@ case "$part" in
     *) echo "usage: $0 prepare | bench | tuning | study | smoke   (OUT=folder for the results)" >&2; exit 2 ;;
 esac
 
-if [[ "$part" == "smoke" ]]; then
+DRY_RUN=${DRY_RUN:-0}  # 1: only list the commands of the part in $OUT/commands.txt (tests parse them)
+if [[ "$part" == "smoke" || "$DRY_RUN" == 1 ]]; then
     DEVICE=cpu
 else
     DEVICE=cuda
@@ -61,6 +62,7 @@ fi
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 
 summary="$OUT/summary.md"
+rm -f "$OUT/commands.txt"
 {
     echo "# gpu_session.sh $part ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
     echo
@@ -79,6 +81,10 @@ EOF
 step() {
     local name=$1 limit=$2
     shift 2
+    if [[ "$DRY_RUN" == 1 ]]; then
+        printf '%s\t%s\n' "$name" "$*" >> "$OUT/commands.txt"
+        return 0
+    fi
     echo "== $name (limit ${limit}s): $*"
     local tic=$SECONDS
     timeout "$limit" "$@" > "$OUT/logs/$name.log" 2>&1

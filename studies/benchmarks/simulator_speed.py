@@ -126,7 +126,8 @@ def fmt_time(seconds: float) -> str:
     return f"{seconds:.1f} s"
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (tests parse the GPU session's commands with it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test; numbers are rough)")
     parser.add_argument("--device", default="cpu", help="cpu (compiled kernel) or cuda (torch engine)")
@@ -134,6 +135,11 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-paper", action="store_true", help="skip the end-to-end paper-grid run")
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats of eager vs engine timing")
     parser.add_argument("--out", default=None, help="where to put the paper-grid store (default: a temp dir)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     steps = 200_000 if args.quick else PAPER["steps"]
     eager_steps = min(args.eager_steps, 300) if args.quick else args.eager_steps
