@@ -360,8 +360,9 @@ class ThermoAccessor:
         * ``rho_sq_rel_var``: ``Var(ρ²)/E[ρ²]²`` over the window, the radius fluctuation
           that the moment-corrected discrete radius needs
           (:meth:`~thermonet.theory.protocols.Protocol.predicted_radius_fluctuating`);
-        * ``U_se``, ``rho_se``, ``S_se``, ``S_sphere_se``: standard errors of those window
-          means by batch means (:func:`batch_standard_error`, 10 batches);
+        * ``U_se``, ``rho_se``, ``S_se``, ``S_sphere_se`` (and ``trace_sigma_se``,
+          ``grad_full_sq_se`` where stored): standard errors of those window means by
+          batch means (:func:`batch_standard_error`, 10 batches);
         * ``T = protocol.temperature(hp, rho, sigma2)``;
         * ``P``: the weight decay ``wd`` (fixed LR/ELR) or the mean ``lambda_eff``
           (fixed sphere).
@@ -395,6 +396,9 @@ class ThermoAccessor:
         for var in ("sigma2", "trace_sigma", "grad_full_sq", "grad_norm_sq", "lambda_eff"):
             if var in ds.data_vars:
                 out[var] = mean(var, win, "step")
+        for var in ("trace_sigma", "grad_full_sq"):
+            if var in ds.data_vars:
+                errors[f"{var}_se"] = standard_error(var, win, "step")
 
         nan = xr.full_like(out["U"], np.nan)
         if "entropy_step" in ds.dims and ds.sizes["entropy_step"] > 0:
