@@ -4,28 +4,19 @@ on 10 examples per class (over-parameterised), one ensemble each, four learning 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("mnist1d")
 pytest.importorskip("matplotlib")
 
-STUDY = Path(__file__).resolve().parents[1] / "studies" / "free_energy_regimes.py"
 
 
-def _study():
-    spec = importlib.util.spec_from_file_location("free_energy_regimes", STUDY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-def test_short_run_tells_up_from_op(tmp_path):
-    study = _study()
+def test_short_run_tells_up_from_op(tmp_path, load_script):
+    study = load_script("studies/free_energy_regimes.py")
     out = tmp_path / "report"
     rc = study.main(["--quick", "--quiet", "--steps", "4000", "--seeds", "0", "--lr", "1e-3:2e-2:4",
                      "--out", str(out), "--runs", str(tmp_path / "runs")])

@@ -4,9 +4,7 @@ members."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,19 +12,12 @@ import pytest
 pytest.importorskip("mnist1d")
 pytest.importorskip("matplotlib")
 
-STUDY = Path(__file__).resolve().parents[1] / "studies" / "network_ideal_gas.py"
 
-
-def _study():
-    spec = importlib.util.spec_from_file_location("network_ideal_gas", STUDY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.timeout(300)
-def test_quick_study_and_report_only(tmp_path, capsys):
-    study = _study()
+def test_quick_study_and_report_only(tmp_path, capsys, load_script):
+    study = load_script("studies/network_ideal_gas.py")
     out, runs = tmp_path / "report", tmp_path / "runs"
     args = ["--quick", "--steps", "600", "--width", "1", "--out", str(out), "--runs", str(runs)]
     assert study.main(args) == 0
@@ -44,10 +35,10 @@ def test_quick_study_and_report_only(tmp_path, capsys):
     assert "no run store" in capsys.readouterr().err
 
 
-def test_unstable_members_are_listed():
+def test_unstable_members_are_listed(load_script):
     from thermonet.checks.synthetic import synthetic_run
 
-    study = _study()
+    study = load_script("studies/network_ideal_gas.py")
     ds = synthetic_run("fixed-lr", n_logs=20, rng=2)
     assert study.unstable_members(ds, 0.5)[0].startswith("Every member is in the stable regime")
     wild = ds.copy(deep=True)

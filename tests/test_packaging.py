@@ -119,10 +119,9 @@ def test_gpu_session_script_runs_its_cpu_smoke_part(tmp_path):
 
 
 @pytest.mark.parametrize("part", ["bench", "tuning", "study"])
-def test_gpu_session_commands_parse(tmp_path, part):
+def test_gpu_session_commands_parse(tmp_path, part, load_script):
     """Every command a GPU part runs is accepted by its script's own parser: a lent GPU's
     minutes must not go to a mistyped flag."""
-    import importlib.util
     import os
     import shlex
     import subprocess
@@ -142,7 +141,4 @@ def test_gpu_session_commands_parse(tmp_path, part):
             continue
         script = ROOT / argv[0]
         assert script.is_file(), f"{name}: {script} missing"
-        spec = importlib.util.spec_from_file_location(f"gpu_session_{name.replace('-', '_')}", script)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        module.build_parser().parse_args(argv[1:])  # SystemExit (exit 2) on a bad flag fails the test
+        load_script(argv[0]).build_parser().parse_args(argv[1:])  # SystemExit (exit 2) on a bad flag fails the test

@@ -164,13 +164,18 @@ def main(argv: list[str] | None = None) -> int:
     from thermonet.ensemble.reference import EagerMember
     from thermonet.theory.protocols import get_protocol
 
+    from thermonet.errors import InputError
+    from thermonet.runs import resolve_device
+
     parser = build_parser()
     args = parser.parse_args(argv)
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    try:
+        device = torch.device(resolve_device(args.device))
+    except InputError as exc:
+        parser.error(str(exc))
     dtype = getattr(torch, args.dtype)
     shape = tuple(int(s) for s in args.input_shape.split(","))
     sizes = sorted({int(s) for s in args.members.split(",")})

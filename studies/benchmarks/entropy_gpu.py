@@ -100,13 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from thermonet.estimators import knn_distances, spherical_entropy
 
+    from thermonet.errors import InputError
+    from thermonet.runs import resolve_device
+
     parser = build_parser()
     args = parser.parse_args(argv)
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    try:
+        device = torch.device(resolve_device(args.device))
+    except InputError as exc:
+        parser.error(str(exc))
     label = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU ({platform.processor() or 'cpu'}, {torch.get_num_threads()} threads; NOT the GPU target)"
     x = queue_like_samples(args.n, args.dim, args.spread, args.seed)
