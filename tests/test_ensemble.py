@@ -410,14 +410,20 @@ def test_cuda_run_with_compile_and_memory_budget(tmp_path):
     assert ds.attrs["complete"] is True and np.isfinite(ds["loss"].values).all()
 
 
-def test_auto_vectorize_is_the_member_loop_on_cpu_and_agrees_with_vmap(data):
-    """auto = loop on a CPU (dense layers: up to 2x faster there); both modes give the same
-    trajectory and the same log-step numbers (float64: to rounding)."""
-    auto, vm = _engine(data, "fixed-elr"), _engine(data, "fixed-elr", vectorize="vmap")
-    assert auto.vectorize is False and vm.vectorize is True
-    for engine in (auto, vm):
+def test_vmap_and_member_loop_agree_and_auto_picks_by_size(data):
+    """Both modes give the same trajectory and log-step numbers (float64: to rounding);
+    auto is vmap on CUDA and, on a CPU, the loop only for networks with many activations."""
+    from thermonet.ensemble.functional import LOOP_MIN_ACTIVATIONS, resolve_vectorize
+
+    loop, vm = _engine(data, "fixed-elr", vectorize="loop"), _engine(data, "fixed-elr", vectorize="vmap")
+    assert loop.vectorize is False and vm.vectorize is True
+    assert _engine(data, "fixed-elr").vectorize is True  # tiny network on a CPU: vmap
+    for engine in (loop, vm):
         engine.advance(6)
-    assert float((auto.W - vm.W).abs().max()) < 1e-12 * float(vm.W.abs().max())
-    a, b = auto.measure(1), vm.measure(1)
+    assert float((loop.W - vm.W).abs().max()) < 1e-12 * float(vm.W.abs().max())
+    a, b = loop.measure(1), vm.measure(1)
     for name in ("loss", "test_loss", "trace_sigma", "grad_full_sq", "snr"):
         np.testing.assert_allclose(a[name], b[name], rtol=1e-9, err_msg=name)
+    assert resolve_vectorize("auto", "cpu", LOOP_MIN_ACTIVATIONS) is False  # ConvNet on 32x32: loop
+    assert resolve_vectorize("auto", "cpu", 1930) is True  # width-2 ConvNet on MNIST-1D: vmap
+    assert resolve_vectorize("auto", "cuda", 10**6) is True and resolve_vectorize("loop", "cuda") is False

@@ -80,8 +80,9 @@ class EnsembleEngine:
         ``torch.autocast(dtype=bfloat16)``; the weights, the update and every log-step
         measurement stay in ``dtype``. ``None`` (default): no autocast.
     vectorize:
-        ``"vmap"``, ``"loop"`` or ``"auto"`` (vmap on CUDA, the member loop on a CPU):
-        how all members' gradients are computed
+        ``"vmap"``, ``"loop"`` or ``"auto"`` (vmap on CUDA; on a CPU the member loop for
+        networks with many activations per example, vmap for small ones): how all
+        members' gradients are computed
         (:data:`~thermonet.ensemble.functional.VECTORIZE_MODES`); the numbers agree to
         float rounding.
     """
@@ -152,7 +153,7 @@ class EnsembleEngine:
         self.loss_acc = torch.zeros(self.members, dtype=torch.float64, device=self.device)
         self.count_acc = torch.zeros(self.members, dtype=torch.float64, device=self.device)
 
-        self.vectorize = resolve_vectorize(vectorize, self.device)
+        self.vectorize = resolve_vectorize(vectorize, self.device, self.activations_per_example())
         self._train_grad = self.flat.member_grad(shared_input=False, vectorize=self.vectorize)
         self._shared_grad = self.flat.member_grad(shared_input=True, vectorize=self.vectorize)
         self._shared_eval = self.flat.member_eval(shared_input=True, vectorize=self.vectorize)
