@@ -23,6 +23,7 @@ def test_quick_study_and_report_only(tmp_path, capsys, load_script):
     assert study.main(args) == 0
     page = (out / "network.md").read_text()
     assert "| stationary-radius |" in page and "net_a_sigma2_temperature.png" in page
+    assert "| noise-trend |" in page and "| adiabat-noise-trend |" in page  # the optional checks a network needs
     assert (out / "report.md").is_file() and (out / "net_e_training_curves.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dim"] > 0 and {c["name"] for c in summary["checks"]} >= {"stationary-radius", "maxwell"}
