@@ -119,8 +119,10 @@ elif [[ "$part" == "tuning" ]]; then
         --input-shape 3,32,32 --members 1,16,64 --tf32 --json "$OUT/logs/resnet18.json"
     step simulator 45 $PY $B/simulator_speed.py --device cuda --quick --skip-paper
 else
-    step network-study 480 $PY studies/network_ideal_gas.py --device cuda --steps 20000 --seeds 0 \
-        --runs "$OUT/runs" --out "$OUT/network-ideal-gas"
+    # runs/ (git-ignored) outlives $OUT while the machine stays warm: a study cut off by its
+    # limit (SIGTERM: the run checkpoints) continues from there when the part is run again
+    step network-study 480 $PY studies/network_ideal_gas.py --device cuda --steps 20000 --seeds 0 --resume \
+        --runs runs --out "$OUT/network-ideal-gas"
 fi
 
 tar -czf "$OUT/results.tar.gz" -C "$OUT" --exclude=results.tar.gz --exclude=runs . 2>/dev/null
