@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,3 +25,13 @@ def _load(relative_path: str):
 def load_script():
     """``load_script("studies/network_ideal_gas.py")``: the script as a module."""
     return _load
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one CPU thread for a module: for tiny ops, more threads only add
+    contention on a shared CPU. Test modules opt in with ``pytestmark``."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

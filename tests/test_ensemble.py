@@ -18,20 +18,14 @@ from thermonet.errors import InputError, StoreError
 from thermonet.estimators import spherical_entropy
 from thermonet.theory.protocols import get_protocol
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SPEC = "teacher:n_train=64,n_test=24,dim=16,classes=3,hidden=8"
 HP = {
     "fixed-lr": [[0.3, 1e-3], [0.8, 3e-2], [0.1, 1e-2]],
     "fixed-elr": [[0.005, 1e-3], [0.02, 1e-2], [0.01, 3e-2]],
     "fixed-sphere": [[0.03, 1.0], [0.2, 2.0], [0.01, 0.5]],
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: threads only add contention on a shared CPU
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

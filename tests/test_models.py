@@ -18,14 +18,7 @@ from torch import nn
 
 from thermonet.errors import InputError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: threads only add contention on a shared CPU
-    yield
-    torch.set_num_threads(old)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CASES = [
     ("convnet-si", (3, 16, 16), 2),

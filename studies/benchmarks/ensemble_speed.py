@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA")
     parser.add_argument("--compile", default=None, help="torch.compile mode for the ensemble step")
     parser.add_argument("--vectorize", default="auto", choices=("auto", "vmap", "loop"),
-                        help="how the ensemble evaluates its members (default auto: vmap on CUDA, loop on a CPU)")
+                        help="how the ensemble evaluates its members "
+                             "(default auto: vmap on CUDA; on a CPU the loop for large networks)")
     parser.add_argument("--autocast", default=None, choices=("bf16",),
                         help="forward/backward of the ensemble's training step in bfloat16 (weights stay --dtype)")
     parser.add_argument("--grad-samples", type=int, default=64, help="K stochastic gradients of a log step")

@@ -54,7 +54,8 @@ _OPTIONS = {
     "autocast": ("--autocast", "bf16: forward/backward of training steps in bfloat16 (weights, updates and "
                                "measurements stay in --dtype); default none"),
     "vectorize": ("--vectorize", "how members are evaluated: vmap (one call, grouped convolutions; GPU), loop "
-                                 "(member by member; faster on a CPU) or auto (default: vmap on CUDA, else loop)"),
+                                 "(member by member, dense layers) or auto (default: vmap on CUDA; on a CPU the "
+                                 "loop for networks with >= 16384 activations per example, else vmap)"),
     "threads": ("--threads", "CPU threads for torch (default: torch's choice; 1 is best on a busy machine)"),
 }
 _FLAGS_ONLY = {

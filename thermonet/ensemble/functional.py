@@ -24,8 +24,8 @@ from torch.func import functional_call, grad, vmap
 
 from thermonet.errors import InputError
 
-__all__ = ["LOOP_MIN_ACTIVATIONS", "VECTORIZE_MODES", "FlatModel", "activation_elements", "flatten_parameters", "initial_point",
-           "resolve_vectorize"]
+__all__ = ["LOOP_MIN_ACTIVATIONS", "VECTORIZE_MODES", "FlatModel", "activation_elements", "flatten_parameters",
+           "initial_point", "resolve_vectorize"]
 
 
 def flatten_parameters(model: nn.Module) -> torch.Tensor:
@@ -86,7 +86,8 @@ class FlatModel:
         ``shared_input``: x, y are one batch for all members (else (E, B, …) per member).
         ``vectorize``: one ``vmap`` call for all members (convolutions become grouped
         convolutions: the GPU path); else a loop over members with dense layers, the
-        same numbers to float rounding (faster on a CPU, see :data:`VECTORIZE_MODES`).
+        same numbers to float rounding (faster on a CPU for large networks, see
+        :data:`VECTORIZE_MODES`).
         """
         return _over_members(grad(self.loss, has_aux=True), shared_input, vectorize)
 

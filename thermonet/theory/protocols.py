@@ -241,14 +241,10 @@ class Protocol(abc.ABC):
     def _derive_balance_terms(self, _eos: None = None) -> tuple[tuple[int, sp.Expr], ...]:
         if self.fixed_radius() is not None:
             return ()
-        balance = sp.expand(self.expected_next_radius_sq() - rho**2)
-        terms = []
-        for power, coeff in sp.collect(balance, rho, evaluate=False).items():
-            exponent = sp.S.Zero if power == 1 else sp.S.One if power == rho else power.exp
-            if not (power == 1 or power == rho or (power.is_Pow and power.base == rho)) or not (exponent / 2).is_integer:
-                raise InputError(f"{self.name}: E||w'||**2 is not a polynomial in rho**2 and 1/rho**2")
-            terms.append((int(exponent / 2), sp.simplify(coeff)))
-        return tuple(sorted(terms))
+        terms = _power_terms(self.expected_next_radius_sq() - rho**2, rho)
+        if terms is None or not all((power / 2).is_integer for power in terms):
+            raise InputError(f"{self.name}: E||w'||**2 is not a polynomial in rho**2 and 1/rho**2")
+        return tuple(sorted((int(power / 2), sp.simplify(coeff)) for power, coeff in terms.items()))
 
     def predicted_radius_fluctuating(self, hp: Mapping[str, np.ndarray], trace_sigma_: np.ndarray,
                                      grad_sq_: np.ndarray, rel_var: np.ndarray) -> np.ndarray:
@@ -476,6 +472,21 @@ def _unique_positive_root(equation: sp.Expr, unknown: sp.Symbol, what: str,
     return sp.simplify(good[0])
 
 
+def _power_terms(expr: sp.Expr, unknown: sp.Symbol) -> dict[sp.Expr, sp.Expr] | None:
+    """``{p: c_p}`` with ``expr = sum_p c_p unknown**p`` (terms of equal power summed), or
+    ``None`` when a term is not a coefficient times a power of ``unknown``."""
+    expanded = sp.powsimp(sp.expand(sp.expand_power_base(expr, force=True)), force=True)
+    terms: dict[sp.Expr, sp.Expr] = {}
+    for term in sp.Add.make_args(expanded):
+        monomial = _monomial(term, [unknown])
+        if monomial is None:
+            return None
+        coeff, (power,) = monomial
+        same = next((p for p in terms if sp.simplify(p - power) == 0), power)
+        terms[same] = terms.get(same, sp.S.Zero) + coeff
+    return terms
+
+
 def _two_power_root(equation: sp.Expr, unknown: sp.Symbol) -> sp.Expr | None:
     """The positive root of ``a·x**p + b·x**q = 0`` in closed form, or ``None`` for other shapes.
 
@@ -483,27 +494,10 @@ def _two_power_root(equation: sp.Expr, unknown: sp.Symbol) -> sp.Expr | None:
     as ``-2 - 2α``; ``sp.solve`` turns a rational α = m/n into a polynomial of degree ~n
     and can take minutes, while the root is ``(-b/a)**(1/(p - q))`` (all symbols positive).
     """
-    expanded = sp.powsimp(sp.expand(sp.expand_power_base(equation, force=True)), force=True)
-    groups: list[list] = []  # [exponent, coefficient]
-    for term in sp.Add.make_args(expanded):
-        coeff, part = term.as_independent(unknown, as_Add=False)
-        if part == 1:
-            power = sp.S.Zero
-        elif part == unknown:
-            power = sp.S.One
-        elif part.is_Pow and part.base == unknown and not part.exp.has(unknown):
-            power = part.exp
-        else:
-            return None
-        for group in groups:
-            if sp.simplify(group[0] - power) == 0:
-                group[1] += coeff
-                break
-        else:
-            groups.append([power, coeff])
-    if len(groups) != 2:
+    terms = _power_terms(equation, unknown)
+    if terms is None or len(terms) != 2:
         return None
-    (p, a), (q, b) = groups
+    (p, a), (q, b) = terms.items()
     return sp.powsimp((-sp.factor(b) / sp.factor(a)) ** (1 / (p - q)), force=True)
 
 
