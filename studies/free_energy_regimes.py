@@ -9,10 +9,10 @@ number of steps, but
 * **OP** (over-parameterised): a balanced subset of ``--op-samples-per-class`` examples
   per class (10 → 100 examples); the same network fits them (train accuracy 1, loss near 0).
 
-Each is trained as ONE ensemble (all learning rates × seeds together, ``thermonet.ensemble.train``)
+Each is trained as ONE ensemble (all learning rates × seeds together, ``thermonet.runs.train``)
 on the **fixed sphere** (projected SGD at radius 1, the paper's setting: the LR is the
 effective LR and the volume is fixed, so the potential is Helmholtz ``F = U − T S``).
-Then, per ensemble, :func:`thermonet.free_energy.sweep_temperatures` gives each LR's
+Then, per ensemble, :func:`thermonet.analysis.free_energy.sweep_temperatures` gives each LR's
 admissible temperature interval from the lower convex hull of the stationary ``(S, U)``
 points and the power law ``T ∝ LR^α``. The report ``OUT/report.md`` has
 
@@ -22,7 +22,7 @@ points and the power law ``T ∝ LR^α``. The report ``OUT/report.md`` has
 * ``snr.png``: the stochastic-gradient signal-to-noise ratio ``‖ḡ‖/sqrt(tr Σ)`` averaged
   over the last ``--window`` of the run, and its two parts, against LR;
 * ``loss_curves.png``: training loss (and SNR) against step for every LR of both;
-* ``free_energy_up.png``, ``free_energy_op.png``: :func:`thermonet.free_energy.plot_sweep`;
+* ``free_energy_up.png``, ``free_energy_op.png``: :func:`thermonet.reports.free_energy.plot_sweep`;
 * tables of both sweeps, the regime verdicts, and ``summary.json``.
 
 Usage::
@@ -89,7 +89,7 @@ def _late_mean(ds, var: str, window: float) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------- analysis
 def analyse(store: Path, window: float) -> dict:
     """Hull temperatures, power law and late-training SNR of one ensemble."""
-    from thermonet.free_energy import sweep_temperatures
+    from thermonet.analysis.free_energy import sweep_temperatures
 
     ds = _open(store)
     sweep = sweep_temperatures(ds, window)[0]
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from thermonet.errors import ThermonetError
-    from thermonet.free_energy import format_sweep, plot_sweep
+    from thermonet.reports.free_energy import format_sweep, plot_sweep
 
     mode = dict(QUICK if args.quick else FULL)
     for key in ("device", "steps", "seeds", "width", "op_samples_per_class", "head_norm", "batch_size", "threads"):
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.reuse:
                 seconds[key] = float("nan")
                 continue
-            from thermonet.ensemble import train
+            from thermonet.runs.network import train
 
             spc = mode["up_samples_per_class"] if key == "up" else mode["op_samples_per_class"]
             tic = time.perf_counter()

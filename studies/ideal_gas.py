@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from thermonet.errors import ThermonetError
-from thermonet.report import write_report
-from thermonet.simulation import simulate
+from thermonet.reports.report import write_report
+from thermonet.runs.isotropic import simulate
 
 
 def grids(points: int) -> dict[str, dict[str, np.ndarray]]:

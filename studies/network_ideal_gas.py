@@ -12,7 +12,7 @@ ConvNet (``convnet-si``) on MNIST-1D as one ensemble (``thermonet train``), then
     (checks ``maxwell``, ``adiabat``, ``potential-minimum``);
 (e) training curves (loss, radius, σ², test accuracy) of a few members,
 
-into ``OUT/report.md`` (the standard report of :func:`thermonet.report.write_report`) and
+into ``OUT/report.md`` (the standard report of :func:`thermonet.reports.report.write_report`) and
 ``OUT/network.md`` (the network figures above and a summary table).
 
 ``--quick``: a CPU mode of a couple of minutes (width 2, 100 examples per class, a 3 × 3
@@ -162,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import thermonet
     from thermonet.checks import get_check, run_checks
-    from thermonet.ensemble import train
+    from thermonet.runs.network import train
     from thermonet.errors import ThermonetError
-    from thermonet.report import write_report
+    from thermonet.reports.report import write_report
 
     if args.quick and args.medium:
         parser.error("choose one of --quick and --medium")

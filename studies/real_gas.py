@@ -103,9 +103,9 @@ def analyse(store: Path, label: str, processes, out: Path) -> dict:
     """Every comparison of the study on one store; returns numbers and figure names."""
     import thermonet
     from thermonet.checks import MaxwellCheck, StationaryRadiusCheck
-    from thermonet.eos_fit import fit_equations_of_state
-    from thermonet.measured_processes import measure_process
-    from thermonet.temperature import noise_trend
+    from thermonet.analysis.eos_fit import fit_equations_of_state
+    from thermonet.analysis.processes import measure_process
+    from thermonet.analysis.noise import noise_trend
     from thermonet.theory import processes as proc_mod
 
     ds = thermonet.open_run(store)
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--points must be >= 4 and --net-points >= 3 (fits and Maxwell surfaces need a 2-D grid)")
 
     import thermonet
-    from thermonet.simulation import simulate
+    from thermonet.runs.isotropic import simulate
 
     start_time = time.perf_counter()
     runs_dir, out = Path(args.runs), Path(args.out)
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [int(s) for s in args.net_seeds.split(",")]
         try:
             if not finished(store):
-                from thermonet.ensemble import train
+                from thermonet.runs.network import train
 
                 print(f"[real-gas] training mlp-si (width 1) on MNIST-1D, fixed LR, {args.net_points}x"
                       f"{args.net_points} x {len(seeds)} seed(s), {args.net_steps:,} steps on {args.device}",

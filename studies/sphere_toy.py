@@ -1,6 +1,6 @@
 """The 3-D sphere toy of paper 002: under- vs over-parameterised per-sample losses on S².
 
-Trains both forms of :class:`thermonet.simulation.toy.SphereToyEnergy` (per-sample losses
+Trains both forms of :class:`thermonet.engines.toy.SphereToyEnergy` (per-sample losses
 ``c ⟨v_i, x⟩²`` whose minima are great circles; over-parameterised: all circles meet at
 ``±e_z``; under-parameterised: tilted by ``ε`` so they do not) on the unit sphere
 (fixed-sphere protocol) with mini-batch noise, for a sweep of learning rates, and writes
@@ -10,7 +10,7 @@ Trains both forms of :class:`thermonet.simulation.toy.SphereToyEnergy` (per-samp
   circles) and one SGD path at a low and a high LR, for both forms;
 * ``sweep.png``: excess loss, entropy, temperature (free-energy hull intervals and the
   noise temperature ``η σ²/2``) and gradient signal-to-noise ratio against LR;
-* ``free_energy.png``: :func:`thermonet.free_energy.plot_sweep` for both forms.
+* ``free_energy.png``: :func:`thermonet.reports.free_energy.plot_sweep` for both forms.
 
 Usage::
 
@@ -28,8 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from thermonet.free_energy import SweepTemperatures, plot_sweep
-from thermonet.simulation.toy import SphereToyEnergy, run_toy, trajectories
+from thermonet.analysis.free_energy import SweepTemperatures
+
+from thermonet.reports.free_energy import plot_sweep
+from thermonet.engines.toy import SphereToyEnergy, trajectories
+from thermonet.analysis.sphere_toy import run_toy
 
 
 def _fmt(value: float) -> str:
@@ -213,7 +216,7 @@ def write_report(out: Path, results: dict, args: argparse.Namespace, lrs: tuple[
         f"{args.snapshots} snapshots, averaged. Noise level `σ² = tr Σ_B(x)/(D−1)` from the exact per-sample "
         "gradient covariance on the ensemble; noise temperature `η σ²/2`.",
         "* Free-energy temperature: lower convex hull of (S, loss) over the LR sweep "
-        "(`thermonet.free_energy.hull_temperatures`, Helmholtz: the sphere fixes the volume). An ensemble whose "
+        "(`thermonet.analysis.hull.hull_temperatures`, Helmholtz: the sphere fixes the volume). An ensemble whose "
         "members all sit exactly at the minimiser (float underflow of the tangent components) has S = −∞ and "
         "T = 0.",
         "",

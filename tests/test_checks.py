@@ -1,7 +1,7 @@
 """Tests for thermonet.checks.
 
 Every check passes on synthetic runs built from the exact theory plus small noise
-(thermonet.checks.synthetic), and every check fails on a run perturbed the way that
+(thermonet.store.synthetic), and every check fails on a run perturbed the way that
 check is meant to detect: wrong energy, wrong entropy, radius off by 20 %, a wrong
 entropy slope, swapped states, entropy varying along the adiabat.
 """
@@ -29,7 +29,7 @@ from thermonet.checks import (
     run_checks,
 )
 from thermonet.checks.potentials import potential_gaps
-from thermonet.checks.synthetic import synthetic_run
+from thermonet.store.synthetic import synthetic_run
 from thermonet.errors import InputError
 
 PROTOCOLS = ("fixed-lr", "fixed-elr", "fixed-sphere")
@@ -336,7 +336,7 @@ def test_checks_without_standard_errors_use_raw_errors(runs):
 def simulated(tmp_path_factory):
     import shutil
 
-    run = pytest.importorskip("thermonet.simulation.run")
+    from thermonet.runs import isotropic as run
     grid = np.geomspace(1e-2, 1e-1, 3)
     root = tmp_path_factory.mktemp("sim")
     settings = dict(protocol="fixed-elr", dim=3, grid={"elr": grid, "wd": grid}, seeds=[0, 1], steps=100_000,
@@ -430,7 +430,7 @@ def test_radius_member_table_and_large_step_comparison():
 
 def test_sphere_discrete_lambda_eff_on_a_real_simulation(tmp_path):
     """eta = 0.1, rho0 = 0.5: the SDE form is ~16 % off (G1^2 ~ 2T is not small), the discrete form is not."""
-    simulate = pytest.importorskip("thermonet.simulation").simulate
+    from thermonet.runs import simulate
     import thermonet
 
     path = simulate(protocol="fixed-sphere", dim=3, grid={"lr": [0.01, 0.1], "sphere_radius": [0.5, 1.0]},

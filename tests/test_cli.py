@@ -46,7 +46,7 @@ def test_theory_elr_adiabat(capsys):
     (["theory", "--protocol", "fixed-lr", "--lr", "-1"], "lr must be"),
     (["theory", "--protocol", "fixed-lr", "--dim", "1"], "--dim must be >= 2"),
     (["theory", "--protocol", "fixed-lr", "--elr", "0.1"], "does not use --elr"),
-    (["theory", "--protocol", "fixed-lr", "--sigma", "0"], "--sigma must be > 0"),
+    (["theory", "--protocol", "fixed-lr", "--sigma", "0"], "--sigma must be a finite number > 0"),
     (["theory"], "required"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
@@ -58,7 +58,7 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
 
 
 def test_check_also_runs_an_optional_check(tmp_path, capsys):
-    from thermonet.checks.synthetic import synthetic_run
+    from thermonet.store.synthetic import synthetic_run
 
     store = tmp_path / "run.zarr"
     synthetic_run("fixed-lr", seeds=2, n_logs=24, rng=3).to_zarr(store)
@@ -74,7 +74,7 @@ def test_check_also_runs_an_optional_check(tmp_path, capsys):
 def test_check_also_takes_a_comma_list(tmp_path, capsys):
     import json
 
-    from thermonet.checks.synthetic import synthetic_run
+    from thermonet.store.synthetic import synthetic_run
 
     store = tmp_path / "run.zarr"
     synthetic_run("fixed-lr", seeds=2, n_logs=24, rng=3).to_zarr(store)

@@ -1,4 +1,4 @@
-"""Datasets (thermonet.data): MNIST-1D generated offline, CIFAR pickles, teacher-student, subsets, batches."""
+"""Datasets (thermonet.engines.network.data): MNIST-1D generated offline, CIFAR pickles, teacher-student, subsets, batches."""
 
 from __future__ import annotations
 
@@ -10,15 +10,24 @@ import numpy as np
 import pytest
 import torch
 
-from thermonet.data import (
+from thermonet.engines.network.data import (
+
     balanced_subset,
+
     batch_indices,
+
     cifar_arrays,
+
     load_dataset,
+
     parse_dataset_spec,
+
     stream_key,
+
     stream_keys,
+
     teacher_student_arrays,
+
 )
 from thermonet.errors import InputError
 
@@ -43,7 +52,7 @@ def no_network(monkeypatch):
 
 def test_mnist1d_is_generated_locally_without_network(no_network, tmp_path, monkeypatch):
     pytest.importorskip("mnist1d")
-    from thermonet.data import _mnist1d_cached
+    from thermonet.engines.network.data import _mnist1d_cached
 
     _mnist1d_cached.cache_clear()
     monkeypatch.chdir(tmp_path)  # the package's get_dataset would write a pickle here

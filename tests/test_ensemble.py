@@ -11,9 +11,11 @@ import torch
 import torch.nn.functional as F
 
 import thermonet
-from thermonet.data import STREAM_GRAD_SAMPLES, batch_indices, load_dataset, stream_keys
-from thermonet.ensemble import EnsembleEngine, chunk_bounds, estimate_memory, train, train_member_eager
-from thermonet.ensemble.reference import EagerMember
+from thermonet.engines.network.data import STREAM_GRAD_SAMPLES, batch_indices, load_dataset, stream_keys
+from thermonet.engines.network import EnsembleEngine, chunk_bounds, estimate_memory, train_member_eager
+from thermonet.runs.network import train
+from thermonet.store import checkpoint
+from thermonet.engines.network.reference import EagerMember
 from thermonet.errors import InputError, StoreError
 from thermonet.estimators import spherical_entropy
 from thermonet.theory.protocols import get_protocol
@@ -203,11 +205,13 @@ def test_measurements_match_a_direct_computation(data, vectorize):
 def test_queue_entropy_uses_the_estimator_on_the_queued_weights(data):
     engine = _engine(data, "fixed-lr", queue_size=5, queue_every=2)
     engine.advance(8)  # 4 samples: not yet full
-    s1, s = engine.entropies()
-    assert np.isnan(s1).all() and np.isnan(s).all()
+    entropies = engine.entropies()
+    assert np.isnan(entropies["entropy_sphere"]).all() and np.isnan(entropies["entropy"]).all()
     engine.advance(2)
     assert torch.equal(engine.queue[:, 4], engine.W)
-    s1, s = engine.entropies(k=1, method="chord")
+    assert engine.entropy_method == "chord" and engine.entropy_k == 1
+    entropies = engine.entropies()
+    s1, s = entropies["entropy_sphere"], entropies["entropy"]
     for m in range(3):
         expected = float(spherical_entropy(engine.queue[m], k=1, method="chord"))
         rho_bar = float(engine.queue[m].norm(dim=-1).mean())
@@ -265,14 +269,14 @@ def test_store_schema_resume_and_divergence_flags(tmp_path):
     train(part, stop_after=10, **RUN)
     partial = _open(part)
     assert partial.attrs["complete"] is False and partial.attrs["steps_done"] == 10
-    assert (part / "_train_checkpoint" / "state.pt").is_file()
+    assert checkpoint.path_of(part).is_file()
     with pytest.raises(StoreError, match="already exists"):
         train(part, **RUN)
     with pytest.raises(StoreError, match="different settings"):
         train(part, resume=True, **{**RUN, "batch_size": 16})
     train(part, resume=True, **RUN)
     resumed = _open(part)
-    assert resumed.attrs["complete"] is True and not (part / "_train_checkpoint").exists()
+    assert resumed.attrs["complete"] is True and not checkpoint.path_of(part).exists()
     for name in ("loss", "rho", "sigma2", "test_accuracy", "entropy", "lambda_eff"):
         assert np.array_equal(resumed[name].values, ds[name].values, equal_nan=True), name
 
@@ -286,18 +290,20 @@ def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(tmp_path, monkeypatch
 
     def advance(self, steps):
         calls.append(steps)
-        original(self, steps)
-        if len(calls) == 3:
-            signal.raise_signal(signal.SIGINT)  # arrives in the middle of training
+        result = original(self, steps)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGINT)  # arrives while the first chunk trains
+        return result
 
     monkeypatch.setattr(EnsembleEngine, "advance", advance)
+    before = signal.getsignal(signal.SIGINT)
     out = tmp_path / "int.zarr"
     with pytest.raises(KeyboardInterrupt):
         train(out, **RUN)
     assert "checkpoint written" in capsys.readouterr().err
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # the handler that was there is put back
     done = _open(out).attrs["steps_done"]
-    assert 0 < done < 24 and (out / "_train_checkpoint" / "state.pt").is_file()
+    assert 0 < done < 24 and checkpoint.path_of(out).is_file()
     monkeypatch.setattr(EnsembleEngine, "advance", original)
     resumed = _open(train(out, resume=True, **RUN))
     assert np.array_equal(resumed["loss"].values, full["loss"].values)
@@ -395,7 +401,7 @@ def test_cuda_ensemble_matches_cpu_and_eager(data):
 @pytest.mark.gpu
 @cuda
 def test_cuda_run_with_compile_and_memory_budget(tmp_path):
-    from thermonet.ensemble import memory_budget
+    from thermonet.engines.network import memory_budget
 
     budget, where = memory_budget("cuda")
     assert budget > 0 and "free" in where
@@ -407,7 +413,7 @@ def test_cuda_run_with_compile_and_memory_budget(tmp_path):
 def test_vmap_and_member_loop_agree_and_auto_picks_by_size(data):
     """Both modes give the same trajectory and log-step numbers (float64: to rounding);
     auto is vmap on CUDA and, on a CPU, the loop only for networks with many activations."""
-    from thermonet.ensemble.functional import LOOP_MIN_ACTIVATIONS, resolve_vectorize
+    from thermonet.engines.network.functional import LOOP_MIN_ACTIVATIONS, resolve_vectorize
 
     loop, vm = _engine(data, "fixed-elr", vectorize="loop"), _engine(data, "fixed-elr", vectorize="vmap")
     assert loop.vectorize is False and vm.vectorize is True

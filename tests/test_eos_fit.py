@@ -1,6 +1,6 @@
-"""Tests for thermonet.eos_fit and ``thermonet fit-eos``.
+"""Tests for thermonet.analysis.eos_fit and ``thermonet fit-eos``.
 
-Synthetic stores (thermonet.checks.synthetic) are built from the exact theory; a known
+Synthetic stores (thermonet.store.synthetic) are built from the exact theory; a known
 real gas is imposed by moving the stationary radius onto the virial equation of state.
 """
 
@@ -13,8 +13,8 @@ import pytest
 import xarray as xr
 
 from thermonet import cli
-from thermonet.checks.synthetic import synthetic_run
-from thermonet.eos_fit import collect_states, fit_equations_of_state, parse_eos_names
+from thermonet.store.synthetic import synthetic_run
+from thermonet.analysis.eos_fit import collect_states, fit_equations_of_state, parse_eos_names
 from thermonet.errors import InputError
 from thermonet.theory.eos import Virial
 

@@ -1,4 +1,4 @@
-"""Tests for thermonet.free_energy and ``thermonet temperature`` (THEORY §10).
+"""Tests for thermonet.analysis.free_energy and ``thermonet temperature`` (THEORY §10).
 
 The hull temperature is checked on points with a known slope: synthetic convex E(S), and
 the exact isotropic model (vMF states, THEORY §7) on fixed-ELR, fixed-LR and fixed-sphere
@@ -14,21 +14,19 @@ import warnings
 import numpy as np
 import pytest
 
-from thermonet.checks.synthetic import synthetic_run
+from thermonet.store.synthetic import synthetic_run
 from thermonet.errors import InputError
-from thermonet.free_energy import (
+from thermonet.analysis.hull import (
     STATUS_INTERVAL,
     STATUS_LOWER_OPEN,
     STATUS_NO_POSITIVE,
     STATUS_OFF_HULL,
     STATUS_UPPER_OPEN,
-    fit_power_law,
-    hull_temperatures,
     lower_hull,
-    parse_at,
-    plot_sweep,
-    sweep_temperatures,
 )
+from thermonet.analysis.power_law import fit_hull_power_law as fit_power_law
+from thermonet.analysis.free_energy import hull_temperatures, parse_at, sweep_temperatures
+from thermonet.reports.free_energy import plot_sweep
 from thermonet.theory import vmf
 
 
@@ -357,7 +355,7 @@ def test_cli_missing_store(cli, tmp_path, capsys):
 # ---------------------------------------------------------------------- the sphere toy (part 2)
 def test_sphere_toy_energy():
     torch = pytest.importorskip("torch")
-    from thermonet.simulation.toy import SphereToyEnergy
+    from thermonet.engines.toy import SphereToyEnergy
 
     up, op = SphereToyEnergy(regime="under"), SphereToyEnergy(regime="over")
     for e in (up, op):
@@ -385,7 +383,7 @@ def test_sphere_toy_energy():
 
 def test_sphere_toy_regimes_are_told_apart():
     """Short CPU run: OP temperature collapses at small LR, UP stays positive and rises."""
-    from thermonet.simulation.toy import run_toy
+    from thermonet.analysis.sphere_toy import run_toy
 
     lr = np.array([2e-3, 5e-3, 1.2e-2, 3e-2])
     kwargs = dict(seeds=24, steps=1200, snapshots=3)

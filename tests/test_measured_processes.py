@@ -1,4 +1,4 @@
-"""Tests for thermonet.measured_processes: processes followed through measured states."""
+"""Tests for thermonet.analysis.processes: processes followed through measured states."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import sympy as sp
 import xarray as xr
 from matplotlib.figure import Figure
 
-from thermonet.checks.synthetic import synthetic_run
+from thermonet.store.synthetic import synthetic_run
 from thermonet.errors import InputError
-from thermonet.measured_processes import measure_process, measured_along
+from thermonet.analysis.processes import measure_process, measured_along
 from thermonet.theory.processes import Adiabatic, Isobaric, Isothermal, Process, State
 from thermonet.theory.symbols import P, V
 from thermonet.theory.system import IsotropicNoiseSystem

@@ -37,7 +37,7 @@ def test_quick_study_and_report_only(tmp_path, capsys, load_script):
 
 
 def test_unstable_members_are_listed(load_script):
-    from thermonet.checks.synthetic import synthetic_run
+    from thermonet.store.synthetic import synthetic_run
 
     study = load_script("studies/network_ideal_gas.py")
     ds = synthetic_run("fixed-lr", n_logs=20, rng=2)

@@ -16,8 +16,8 @@ import pytest
 import xarray as xr
 
 from thermonet import cli
-from thermonet.checks.synthetic import synthetic_run
-from thermonet.report import check_table, write_report
+from thermonet.store.synthetic import synthetic_run
+from thermonet.reports.report import check_table, write_report
 
 
 def _write(ds: xr.Dataset, path) -> str:
@@ -30,7 +30,7 @@ def _write(ds: xr.Dataset, path) -> str:
 @pytest.fixture(autouse=True)
 def _available_commands(monkeypatch):
     """Only the subcommand modules present (others are written in parallel)."""
-    present = tuple(m for m in cli.COMMAND_MODULES if importlib.util.find_spec(f"thermonet.commands.{m}") is not None)
+    present = tuple(m for m in cli.COMMAND_MODULES if importlib.util.find_spec(f"thermonet.cli.commands.{m}") is not None)
     monkeypatch.setattr(cli, "COMMAND_MODULES", present)
 
 

@@ -22,7 +22,7 @@ import torch
 import xarray as xr
 
 from thermonet.cli import main
-from thermonet.simulation import simulate
+from thermonet.runs.isotropic import simulate
 
 GOOD = ["simulate", "isotropic", "--protocol", "fixed-lr", "--dim", "3", "--lr", "0.01", "--wd", "0.01",
         "--steps", "5000", "--queue-size", "50", "--queue-every", "20", "--quiet"]

@@ -1,4 +1,4 @@
-"""Tests of the isotropic simulator (thermonet.simulation): physics, determinism, kernel vs
+"""Tests of the isotropic simulator (thermonet.runs, thermonet.engines.isotropic): physics, determinism, kernel vs
 protocol rule, store schema and streaming.
 
 References are independent of the code under test: THEORY §3/§7 closed forms (stationary
@@ -27,9 +27,10 @@ import xarray as xr
 from scipy import stats
 
 from thermonet.errors import InputError, StoreError
-from thermonet.simulation import get_energy, simulate
-from thermonet.simulation import rng
-from thermonet.simulation.engine import NumbaEngine, TorchEngine, member_grid
+from thermonet.engines.isotropic.energies import get_energy
+from thermonet.runs.isotropic import simulate
+from thermonet.engines import rng
+from thermonet.engines.isotropic.engine import NumbaEngine, TorchEngine, member_grid
 from thermonet.theory import vmf
 from thermonet.theory.protocols import get_protocol
 
@@ -41,11 +42,8 @@ def _engine_pair(protocol, hp, seeds, dim=3, steps=1000, log_every=10, sigma=1.0
     energy = get_energy("linear", dim, 0)
     hp_arr = np.asarray(hp, dtype=float).reshape(len(seeds), -1)
     keys = rng.member_keys(np.asarray(seeds), hp_arr)
-    if protocol == "fixed-sphere":
-        radius = hp_arr[:, 1]
-    else:
-        radius = np.ones(len(seeds))
-    kw = dict(sigma=sigma, total_steps=steps, log_every=log_every, queue_size=10, queue_every=5, init_radius=radius)
+    # the protocol puts the members where they start (radius 1, or the sphere's radius)
+    kw = dict(sigma=sigma, total_steps=steps, log_every=log_every, queue_size=10, queue_every=5)
     return proto, energy, NumbaEngine(proto, energy, hp_arr, keys, **kw), TorchEngine(
         proto, energy, hp_arr, keys, device="cpu", **kw)
 

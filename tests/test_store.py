@@ -1,6 +1,6 @@
 """Tests for thermonet.store: open_run, schema validation and the ds.thermo accessor.
 
-Stores are synthetic (thermonet.checks.synthetic.synthetic_run: exact theory plus noise)
+Stores are synthetic (thermonet.store.synthetic.synthetic_run: exact theory plus noise)
 or built by hand to be broken in one specific way.
 """
 
@@ -14,7 +14,7 @@ import xarray as xr
 import zarr
 
 import thermonet
-from thermonet.checks.synthetic import synthetic_run
+from thermonet.store.synthetic import synthetic_run
 from thermonet.errors import InputError, StoreError
 from thermonet.store import MeasuredStates, PartialRunWarning, parse_window, validate_run
 from thermonet.theory.protocols import get_protocol

@@ -1,4 +1,4 @@
-"""Tests for thermonet.temperature: T from the measured noise, the sigma2 trend and its check."""
+"""Tests for thermonet.analysis.noise: T from the measured noise, the sigma2 trend and its check."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from thermonet.checks import OPTIONAL_CHECKS, default_checks, get_check, run_checks
-from thermonet.checks.synthetic import synthetic_run
+from thermonet.store.synthetic import synthetic_run
 from thermonet.errors import InputError
-from thermonet.temperature import (
-    NoiseTrendCheck,
+from thermonet.checks.noise_trend import NoiseTrendCheck
+from thermonet.analysis.noise import (
     fit_power_law,
     measured_temperature,
     noise_trend,

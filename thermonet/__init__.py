@@ -1,4 +1,12 @@
-"""thermonet: thermodynamics of scale-invariant neural networks."""
+"""thermonet: thermodynamics of scale-invariant neural networks.
+
+The package is layered along the data flow (see ``docs/architecture.md``)::
+
+    theory, estimators -> engines, models -> store -> runs -> analysis -> checks -> reports -> cli
+
+Importing :mod:`thermonet` itself is cheap: ``open_run`` and the subpackages load on
+first use, so that ``thermonet --help`` answers at once.
+"""
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
@@ -8,6 +16,17 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 from thermonet.errors import InputError, StoreError, ThermonetError
-from thermonet.store import open_run
+from thermonet import _compat
+
+_compat.install()
 
 __all__ = ["__version__", "InputError", "StoreError", "ThermonetError", "open_run"]
+
+
+def __getattr__(name: str):
+    # ``thermonet.open_run`` is :func:`thermonet.store.open_run`, imported on first use
+    if name == "open_run":
+        from thermonet.store import open_run
+
+        return open_run
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

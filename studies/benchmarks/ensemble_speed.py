@@ -2,11 +2,11 @@
 
 Trains the same E members two ways on the same device, side by side in one run:
 
-* **ensemble**: :class:`thermonet.ensemble.EnsembleEngine` (stacked flat parameters,
+* **ensemble**: :class:`thermonet.engines.network.EnsembleEngine` (stacked flat parameters,
   ``torch.func`` vmap + grad, the protocol's update on (E, D), per-member batches);
 * **eager**: one ``nn.Module`` per member, ``loss.backward()`` and the standard
   ``torch.optim.SGD(lr, weight_decay)`` step, members one after the other
-  (:class:`thermonet.ensemble.reference.EagerMember`; same batches, same initial points).
+  (:class:`thermonet.engines.network.reference.EagerMember`; same batches, same initial points).
 
 It prints member-steps/s for each, their ratio, the ensemble throughput against E, and
 the cost per member of one log step (full-data gradient and test pass, K stochastic
@@ -41,7 +41,7 @@ def _sync(device: torch.device) -> None:
 
 
 def synthetic_dataset(shape: tuple[int, ...], n_train: int, n_test: int, classes: int, seed: int = 0):
-    from thermonet.data import Dataset
+    from thermonet.engines.network.data import Dataset
 
     g = torch.Generator().manual_seed(seed)
     return Dataset(name="synthetic", x_train=torch.randn(n_train, *shape, generator=g),
@@ -79,7 +79,7 @@ def time_eager(members, steps: int, warmup: int, device) -> float:
     return len(members) * steps / (time.perf_counter() - tic)
 
 
-def time_log_step(engine, entropy_k: int = 1) -> dict[str, float]:
+def time_log_step(engine) -> dict[str, float]:
     """Seconds per member: measure() (full data, test, K gradients) and the queue entropy."""
     # fill the queue with small perturbations of the current weights (timing only)
     with torch.no_grad():
@@ -92,7 +92,7 @@ def time_log_step(engine, entropy_k: int = 1) -> dict[str, float]:
     _sync(engine.device)
     measure = time.perf_counter() - tic
     tic = time.perf_counter()
-    engine.entropies(k=entropy_k, method="chord")
+    engine.entropies()
     _sync(engine.device)
     entropy = time.perf_counter() - tic
     return {"measure_s_per_member": measure / engine.members, "entropy_s_per_member": entropy / engine.members}
@@ -107,7 +107,7 @@ class _EagerTimed:
     def step_async(self):
         import torch.nn.functional as F
 
-        from thermonet.data import batch_indices
+        from thermonet.engines.network.data import batch_indices
 
         m = self.m
         t = m.t + 1
@@ -161,12 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from thermonet.ensemble import EnsembleEngine
-    from thermonet.ensemble.reference import EagerMember
+    from thermonet.engines.network import EnsembleEngine
+    from thermonet.engines.network.reference import EagerMember
     from thermonet.theory.protocols import get_protocol
 
     from thermonet.errors import InputError
-    from thermonet.runs import resolve_device
+    from thermonet.runs.options import resolve_device
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                               hp=hp, seeds=list(range(e)), batch_size=args.batch_size, queue_size=queue,
                               queue_every=1, grad_samples=args.grad_samples, grad_chunk=args.grad_chunk,
                               device=str(device), dtype=dtype, allow_tf32=args.tf32, compile=args.compile or False,
-                              autocast=args.autocast, vectorize=args.vectorize)
+                              autocast=args.autocast, vectorize=args.vectorize, entropy_method="chord")
 
     results: dict = {"device": name, "args": vars(args), "throughput": {}}
     print(f"\n{'E':>5} {'ensemble member-steps/s':>24} {'per member ms/step':>19}")

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from thermonet.estimators import knn_distances, spherical_entropy
 
     from thermonet.errors import InputError
-    from thermonet.runs import resolve_device
+    from thermonet.runs.options import resolve_device
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ Run from the repository root::
 Parts, all in one run so the numbers are side by side:
 
 1. The paper's grid for one protocol (fixed LR, 17 x 17 members, D = 3, 2e6 steps, queue
-   of 1000 samples every 50 steps; THEORY §7) through ``thermonet.simulation.simulate``,
+   of 1000 samples every 50 steps; THEORY §7) through ``thermonet.runs.simulate``,
    end to end (store, checkpoints and entropy estimates included), with the store's own
    breakdown ``timing_s`` (engine / entropy / store).
 2. The same update written as a plain eager PyTorch loop (``torch.randn`` noise, one
@@ -39,8 +39,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from thermonet.simulation import get_energy, rng, simulate
-from thermonet.simulation.engine import make_engine, member_grid
+from thermonet.engines import rng
+from thermonet.engines.isotropic import get_energy
+from thermonet.runs import simulate
+from thermonet.engines.isotropic.engine import make_engine, member_grid
 from thermonet.theory.protocols import get_protocol
 
 PAPER = dict(protocol="fixed-lr", dim=3, steps=2_000_000, queue_size=1000, queue_every=50)

@@ -43,44 +43,18 @@ from thermonet.checks.base import (
     seed_mean,
     seed_mean_and_error,
 )
-from thermonet.checks.surface import bootstrap_over_seeds, fit_quadratic_surface, log_grid, surface_problem
+from thermonet.analysis.surface import (
+    QuadraticSurface,
+    bootstrap_over_seeds,
+    fit_quadratic_surface,
+    log_grid,
+    surface_problem,
+)
+from thermonet.analysis.systems import default_system
 from thermonet.errors import InputError
-from thermonet.store import exact_vmf_applies
-from thermonet.theory.symbols import HYPERPARAMETER_SYMBOLS, D, V, sigma2
+from thermonet.theory.symbols import D, V, sigma2
 
-__all__ = ["AdiabatCheck", "default_system"]
-
-
-def default_system(measured, states: xr.Dataset):
-    """The theory system a run is compared with.
-
-    Isotropic runs of a vMF energy: :class:`IsotropicNoiseSystem` with the exact vMF
-    energy and the measured noise level. Otherwise (networks, other simulated energies):
-    ideal gas with a constant heat capacity fitted to the measured U(T) (least squares
-    over the grid, seed means); when that slope is not positive, N_R = (D-1)/2 (the
-    high-concentration value).
-    """
-    from thermonet.theory.energy import ConstantHeatCapacity
-    from thermonet.theory.eos import IdealGas
-    from thermonet.theory.system import IsotropicNoiseSystem, ThermodynamicSystem
-
-    sm = seed_mean(states)
-    sig2 = float(np.nanmean(sm["sigma2"].values)) if "sigma2" in sm else 1.0
-    if not (math.isfinite(sig2) and sig2 > 0):
-        sig2 = 1.0
-    dim = measured.dim
-    if exact_vmf_applies(measured):
-        return IsotropicNoiseSystem.create(measured.protocol, dim, math.sqrt(sig2))
-    T = sm["T"].values.ravel()
-    U = sm["U"].values.ravel()
-    good = np.isfinite(T) & np.isfinite(U)
-    c_v = (dim - 1) / 2
-    if good.sum() >= 2 and np.ptp(T[good]) > 0:
-        slope = float(np.polyfit(T[good], U[good], 1)[0])
-        if math.isfinite(slope) and slope > 0:
-            c_v = slope
-    return ThermodynamicSystem(protocol=measured.protocol, eos=IdealGas(dim=dim),
-                               energy=ConstantHeatCapacity(dim=dim, c_v=c_v), dim=dim, sigma2=sig2)
+__all__ = ["AdiabatCheck", "NoiseTrendAdiabatCheck", "default_system"]
 
 
 @functools.lru_cache(maxsize=32)
@@ -94,7 +68,7 @@ def _gradient_parts(system):
     state = protocol.state(system.eos)
     u, v = hyperparameter_log_symbols()
     s = sp.Symbol("s", real=True)  # ln sigma2
-    h1, h2 = (HYPERPARAMETER_SYMBOLS[n] for n in protocol.hyperparameters)
+    h1, h2 = protocol.symbols.values()
     dim = sp.nsimplify(system.dim)
     parts = []
     for name in ("T", "V"):
@@ -118,7 +92,7 @@ def _invariant(system) -> str | None:
         return None
     if invariant is None:
         return None
-    names = {HYPERPARAMETER_SYMBOLS[n]: sp.Symbol(n) for n in system.protocol.hyperparameters}
+    names = {sym: sp.Symbol(n) for n, sym in system.protocol.symbols.items()}
     return f"{sp.sstr(invariant.subs(names))} = const"
 
 
@@ -161,8 +135,6 @@ def _plot_adiabats(result: CheckResult, ax) -> None:
     ax.get_figure().colorbar(mesh, ax=ax, label="entropy S (nats, seed mean)")
     coefficients = result.details.get("surface_coefficients")
     if coefficients is not None:
-        from thermonet.checks.surface import QuadraticSurface
-
         surface = QuadraticSurface(coefficients=np.asarray(coefficients), r2=np.nan, points=0, residual_std=np.nan)
         fu, fv = np.meshgrid(np.linspace(np.log(x.min()), np.log(x.max()), 80),
                              np.linspace(np.log(y.min()), np.log(y.max()), 80))
@@ -187,7 +159,7 @@ def _plot_adiabats(result: CheckResult, ax) -> None:
 
 
 @attrs.frozen(kw_only=True)
-class AdiabatCheck(Check):
+class AdiabatCheck(Check, name="adiabat"):
     """Entropy constant along the theory's adiabats (V4).
 
     Key figure ``slope_ratio_mean_beyond_noise``: the mean over the grid of
@@ -198,7 +170,6 @@ class AdiabatCheck(Check):
     ``system`` overrides the theory system (default :func:`default_system`).
     """
 
-    name: ClassVar[str] = "adiabat"
     description: ClassVar[str] = "entropy constant along the theory's adiabats in hyperparameter space"
     requires: ClassVar[tuple[str, ...]] = ("S", "T", "V")
 
@@ -283,7 +254,7 @@ class AdiabatCheck(Check):
         _, _, s2 = log_grid(sm["sigma2"], hps) if "sigma2" in sm else (None, None, np.full(u.shape, system.sigma2))
         trend, trend_text = (0.0, 0.0), ""
         if self.noise_trend:
-            from thermonet.temperature import noise_trend
+            from thermonet.analysis.noise import noise_trend
 
             exponents = noise_trend(measured, states=states).exponents
             trend = (exponents[hps[0]], exponents[hps[1]])
@@ -331,19 +302,19 @@ class AdiabatCheck(Check):
 
 
 @attrs.frozen(kw_only=True)
-class NoiseTrendAdiabatCheck(AdiabatCheck):
+class NoiseTrendAdiabatCheck(AdiabatCheck, name="adiabat-noise-trend"):
     """V4 with the measured noise trend: ``adiabat-noise-trend`` (optional check).
 
     The ideal-gas adiabat assumes a noise level that does not change with the
     hyperparameters. Networks break that (``noise-trend``: sigma2 ∝ (eta lambda)**beta
     with beta < 0, paper 004 §7.3), and the entropy then changes along the constant-sigma2
     adiabat. This check fits ``sigma2 = A hp1**b hp2**c`` to the run
-    (:func:`thermonet.temperature.noise_trend`) and adds ``b``, ``c`` through the chain
+    (:func:`thermonet.analysis.noise.noise_trend`) and adds ``b``, ``c`` through the chain
     rule before comparing directions; for fixed LR at high concentration the adiabat
     becomes ``eta**(1+b) lambda**c = const`` instead of ``eta = const``. Same numbers,
     tolerance and figure as ``adiabat``.
     """
 
-    name: ClassVar[str] = "adiabat-noise-trend"
+    optional: ClassVar[bool] = True
     description: ClassVar[str] = "entropy constant along the adiabats predicted with the measured noise trend"
     noise_trend: bool = True

@@ -174,7 +174,7 @@ def _discrete_radius_noise(protocol, hp, states, rho_disc: np.ndarray) -> np.nda
 
 
 @attrs.frozen(kw_only=True)
-class StationaryRadiusCheck(Check):
+class StationaryRadiusCheck(Check, name="stationary-radius"):
     """Measured stationary radius vs the SDE and discrete-time predictions (V1).
 
     Key figure: the largest relative error over members of the discrete-time prediction
@@ -203,7 +203,6 @@ class StationaryRadiusCheck(Check):
     removes the last sub-percent bias of the discrete form at large fixed ELR.
     """
 
-    name: ClassVar[str] = "stationary-radius"
     description: ClassVar[str] = ("stationary radius vs SDE and discrete-time predictions "
                                   "(fixed sphere: lambda_eff vs ideal-gas and discrete-time pressure)")
     requires: ClassVar[tuple[str, ...]] = ("rho", "sigma2")
@@ -219,8 +218,9 @@ class StationaryRadiusCheck(Check):
             raise InputError(f"StationaryRadiusCheck.prediction must be 'discrete' or 'sde', got {value!r}")
 
     def applicability(self, measured, states):
-        if measured.protocol.pressure_expr() is None and "lambda_eff" not in states.data_vars:
-            return "a fixed-sphere run needs lambda_eff"
+        pressure = measured.protocol.measured_pressure
+        if pressure is not None and pressure not in states.data_vars:
+            return f"a {measured.protocol.name} run needs its measured pressure {pressure}"
         return None
 
     @staticmethod
@@ -298,11 +298,12 @@ class StationaryRadiusCheck(Check):
                     context):
         from thermonet.theory.symbols import grad_sq, trace_sigma
 
-        lam = states["lambda_eff"].values
+        measured_name = protocol.measured_pressure
+        lam = states[measured_name].values
         P_ideal = protocol.predicted("P", hp, sigma2, dim)
         rel_sde = (lam - P_ideal) / P_ideal
         numbers["max_rel_error_pressure_sde"], numbers["mean_rel_error_pressure_sde"] = nan_stats(rel_sde)
-        details.update(lambda_eff=states["lambda_eff"], P_ideal=like(template, P_ideal, "P_ideal"),
+        details.update({measured_name: states[measured_name]}, P_ideal=like(template, P_ideal, "P_ideal"),
                        rel_error_pressure_sde=like(template, rel_sde, "rel_error_pressure_sde"))
         predictions = {"P_ideal": "ideal_gas"}
         P_disc = large = None
@@ -318,7 +319,7 @@ class StationaryRadiusCheck(Check):
             details.update(P_discrete=like(template, P_disc, "P_discrete"),
                            rel_error_pressure_discrete=like(template, rel_disc, "rel_error_pressure_discrete"))
             predictions["P_discrete"] = "discrete"
-        details["member_errors"] = _member_errors(template, lam, P_ideal, P_disc, large, "lambda_eff")
+        details["member_errors"] = _member_errors(template, lam, P_ideal, P_disc, large, measured_name)
         use = "discrete" if (self.prediction == "discrete" and have_discrete) else "sde"
         numbers["max_rel_error_pressure"] = numbers[f"max_rel_error_pressure_{use}"]
         numbers["mean_rel_error_pressure"] = numbers[f"mean_rel_error_pressure_{use}"]
@@ -337,9 +338,6 @@ class StationaryRadiusCheck(Check):
                    f"{numbers['mean_rel_error_pressure']:.3g} ({'<=' if passed else '>'} {tol:g}){extra}; "
                    f"radius pinned within {numbers['max_rel_error_radius']:.2g}{_comparison_text(numbers)}")
         context["prediction"] = use
-        result = self._result(passed=passed, key=key, numbers=numbers, summary=summary, details=details,
-                              context=context,
-                              plotter=lambda r, ax: _curves(r, ax, "lambda_eff", predictions,
-                                                            "effective weight decay"))
-        result.tolerance = float(tol)
-        return result
+        return self._result(passed=passed, key=key, numbers=numbers, summary=summary, details=details,
+                            context=context, tolerance=tol,
+                            plotter=lambda r, ax: _curves(r, ax, measured_name, predictions, "effective weight decay"))

@@ -30,7 +30,8 @@ from thermonet.checks.base import (
     seed_mean,
     seed_mean_and_error,
 )
-from thermonet.store import VMF_ENERGIES, MeasuredStates, exact_vmf_applies, measured_kind
+from thermonet.analysis.systems import exact_vmf_applies, vmf_energies
+from thermonet.store import MeasuredStates, measured_kind
 from thermonet.theory import vmf
 
 __all__ = ["VMFEnergyCheck", "VMFEntropyCheck"]
@@ -41,7 +42,7 @@ def _isotropic_only(measured: MeasuredStates, states: xr.Dataset) -> str | None:
     if kind != "isotropic":
         return f"the exact vMF statistics hold for the isotropic model only (this run is kind={kind})"
     if not exact_vmf_applies(measured):
-        return (f"the exact vMF statistics hold for the energies {', '.join(VMF_ENERGIES)} only "
+        return (f"the exact vMF statistics hold for the energies {', '.join(vmf_energies())} only "
                 f"(this run's energy is {getattr(measured, 'energy', None)!r})")
     T = np.asarray(states["T"], dtype=float)
     if not np.any(np.isfinite(T) & (T > 0)):
@@ -103,7 +104,7 @@ def _compare(check, measured, states, var: str, theory_fn, relative: bool):
 
 
 @attrs.frozen(kw_only=True)
-class VMFEnergyCheck(Check):
+class VMFEnergyCheck(Check, name="vmf-energy"):
     """Measured internal energy U (mean loss) vs the exact vMF energy ``1 - A_D(1/T)``.
 
     Key figure ``max_rel_error_beyond_noise``: over the grid (seed means), the largest
@@ -111,8 +112,8 @@ class VMFEnergyCheck(Check):
     the measured mean; default tolerance 5 %, ``z = 3`` (``z = 0``: raw errors).
     """
 
-    name: ClassVar[str] = "vmf-energy"
     description: ClassVar[str] = "mean loss U vs exact vMF energy 1 - A_D(kappa) at kappa = 1/T"
+    needs_exact_vmf: ClassVar[bool] = True
     requires: ClassVar[tuple[str, ...]] = ("U", "T")
 
     tolerance: float = attrs.field(default=0.05, validator=nonnegative_tolerance)
@@ -137,7 +138,7 @@ class VMFEnergyCheck(Check):
 
 
 @attrs.frozen(kw_only=True)
-class VMFEntropyCheck(Check):
+class VMFEntropyCheck(Check, name="vmf-entropy"):
     """Measured entropy on the unit sphere S_1 vs the exact vMF entropy at kappa = 1/T.
 
     Key figure ``max_abs_error_beyond_noise`` in nats over the grid (seed means), the
@@ -146,8 +147,8 @@ class VMFEntropyCheck(Check):
     mean error (the estimator bias, if any).
     """
 
-    name: ClassVar[str] = "vmf-entropy"
     description: ClassVar[str] = "entropy S_1 on the unit sphere vs exact vMF entropy at kappa = 1/T"
+    needs_exact_vmf: ClassVar[bool] = True
     requires: ClassVar[tuple[str, ...]] = ("S_sphere", "T")
 
     tolerance: float = attrs.field(default=0.1, validator=nonnegative_tolerance)

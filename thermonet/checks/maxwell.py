@@ -32,27 +32,58 @@ from thermonet.checks.base import (
     seed_mean,
     seed_mean_and_error,
 )
-from thermonet.checks.surface import (
+from thermonet.analysis.surface import (
     COEFFICIENT_NAMES,
     bootstrap_over_seeds,
     fit_quadratic_surface,
     log_grid,
     surface_problem,
 )
-from thermonet.theory.symbols import HYPERPARAMETER_SYMBOLS, D, sigma2
+from thermonet.theory.symbols import D, sigma2
 
-__all__ = ["MaxwellCheck", "maxwell_table", "table4_row"]
+__all__ = ["MaxwellCheck", "maxwell_table", "table4_row", "table4_terms"]
 
 
-#: The paper's table 4 terms per protocol: (label, number, target). Fixed ELR and LR as in
-#: paper 004 appendix F; the fixed sphere's relation dS/du + dS/dv/2 = N_R likewise.
-TABLE4_TERMS: dict[str, tuple[tuple[str, str, float], ...]] = {
-    "fixed-lr": (("(c-b)/N_R", "slope_combination", -1.0), ("(e-2d)/N_R", "u_term", 0.0),
-                 ("(2f-e)/N_R", "v_term", 0.0)),
-    "fixed-elr": (("c/N_R", "c_over_nr", -1.0), ("e/N_R", "e_over_nr", 0.0), ("f/N_R", "f_over_nr", 0.0)),
-    "fixed-sphere": (("(b+c/2)/N_R", "slope_combination", 1.0), ("(2d+e/2)/N_R", "u_term", 0.0),
-                     ("(e+f)/N_R", "v_term", 0.0)),
-}
+def _combination(coefficients: dict[str, sp.Expr]) -> str:
+    """``{"b": -1, "c": 1}`` -> ``"(c-b)"``: positive terms first, unit coefficients left out."""
+    def term(name: str, k: sp.Expr) -> str:
+        k = abs(k)
+        if k == 1:
+            return name
+        if k.is_Integer:
+            return f"{k}{name}"
+        if (1 / k).is_Integer:
+            return f"{name}/{1 / k}"
+        return f"{sp.sstr(k)}*{name}"
+
+    items = [(n, sp.nsimplify(k)) for n, k in coefficients.items() if k != 0]
+    positive = [term(n, k) for n, k in items if k > 0]
+    negative = [term(n, k) for n, k in items if k < 0]
+    text = "+".join(positive) + "".join("-" + t for t in negative)
+    if not positive:
+        text = "-" + "-".join(negative)
+    return f"({text})" if len(items) > 1 else text
+
+
+def table4_terms(protocol, dim: float) -> tuple[tuple[str, str, float], ...]:
+    """The paper's table 4 terms of a protocol's Maxwell relation: ``(label, number, target)``.
+
+    With the relation ``k_u dS/du + k_v dS/dv = rhs`` (constant ``k``) on the surface
+    ``S = a + b u + c v + d u**2 + e u v + f v**2``, the relation holds everywhere iff
+    ``k_u b + k_v c = rhs``, ``2 k_u d + k_v e = 0`` and ``k_u e + 2 k_v f = 0``: the three
+    terms, each divided by N_R (fixed LR: ``(c-b)/N_R -> -1``, ``(e-2d)/N_R``, ``(2f-e)/N_R
+    -> 0``). Derived from :meth:`Protocol.maxwell_relation`; empty when its coefficients
+    are not constants.
+    """
+    (_, _, _), constants, _ = _relation_numeric(protocol, float(dim))
+    k_u, k_v, k_rhs = constants
+    if k_u is None or k_v is None or k_rhs is None:
+        return ()
+    k_u, k_v = sp.nsimplify(k_u), sp.nsimplify(k_v)
+    n_r = gas_constant(dim)
+    return ((f"{_combination({'b': k_u, 'c': k_v})}/N_R", "slope_combination", k_rhs / n_r),
+            (f"{_combination({'d': 2 * k_u, 'e': k_v})}/N_R", "u_term", 0.0),
+            (f"{_combination({'e': k_u, 'f': 2 * k_v})}/N_R", "v_term", 0.0))
 
 
 def _with_error(numbers: dict[str, float], name: str) -> tuple[float, float]:
@@ -67,9 +98,8 @@ def table4_row(result: CheckResult) -> dict[str, tuple[float, float]]:
     surface, and the ``max``/``mean relative error`` of the relation over the grid. The
     errors are the bootstrap-over-seeds standard errors (NaN with one seed).
     """
-    protocol = str(result.context.get("protocol", ""))
     row: dict[str, tuple[float, float]] = {}
-    for label, name, _ in TABLE4_TERMS.get(protocol, ()):
+    for label, name, _ in _terms_of(result):
         row[label] = _with_error(result.numbers, name)
     row["R2"] = _with_error(result.numbers, "r2")
     row["max relative error"] = _with_error(result.numbers, "relation_max")
@@ -95,7 +125,7 @@ def maxwell_table(results, markdown: bool = True) -> str:
             continue
         row = table4_row(result)
         protocol = str(result.context.get("protocol", ""))
-        terms = TABLE4_TERMS.get(protocol, ())
+        terms = _terms_of(result)
         cells = [label, protocol]
         for term_label, _, target in terms:
             value, err = row[term_label]
@@ -112,6 +142,15 @@ def maxwell_table(results, markdown: bool = True) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows])
 
 
+def _terms_of(result: CheckResult) -> tuple[tuple[str, str, float], ...]:
+    from thermonet.theory.protocols import get_protocol
+
+    protocol = result.context.get("protocol")
+    if not protocol:
+        return ()
+    return table4_terms(get_protocol(str(protocol)), float(result.context.get("dim", 3)))
+
+
 def _fmt(value: float, err: float, digits: int = 3) -> str:
     if not np.isfinite(value):
         return "n/a"
@@ -126,7 +165,7 @@ def _relation_numeric(protocol, dim: float):
     """Numeric (coef_u, coef_v, rhs) as functions of (u, v, hp1, hp2, sigma2), plus constants if constant."""
     relation = protocol.maxwell_relation()
     u, v = hyperparameter_log_symbols()
-    h1, h2 = (HYPERPARAMETER_SYMBOLS[n] for n in protocol.hyperparameters)
+    h1, h2 = protocol.symbols.values()
     args = [u, v, h1, h2, sigma2]
     exprs = [sp.sympify(e).subs(D, sp.nsimplify(dim)) for e in (relation.coef_u, relation.coef_v, relation.rhs)]
     functions = [sp.lambdify(args, e, "numpy") for e in exprs]
@@ -155,7 +194,7 @@ def _plot_residual(result: CheckResult, ax) -> None:
 
 
 @attrs.frozen(kw_only=True)
-class MaxwellCheck(Check):
+class MaxwellCheck(Check, name="maxwell"):
     """The protocol's Maxwell relation on the fitted quadratic entropy surface (V3).
 
     Key figure ``relation_max_beyond_noise``: the largest relative residual over the grid
@@ -165,7 +204,6 @@ class MaxwellCheck(Check):
     seeds give ``*_err`` standard errors (several seeds only).
     """
 
-    name: ClassVar[str] = "maxwell"
     description: ClassVar[str] = "Maxwell relation of the protocol's potential on the quadratic entropy surface S(u, v)"
     requires: ClassVar[tuple[str, ...]] = ("S", "sigma2")
 

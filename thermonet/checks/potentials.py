@@ -31,7 +31,6 @@ from thermonet.checks.base import (
     seed_mean,
     seed_mean_and_error,
 )
-from thermonet.theory.symbols import HYPERPARAMETER_SYMBOLS
 
 __all__ = ["PotentialMinimumCheck", "potential_gaps"]
 
@@ -39,7 +38,7 @@ __all__ = ["PotentialMinimumCheck", "potential_gaps"]
 def _volume_groups(protocol, hp: dict[str, np.ndarray]) -> np.ndarray:
     """Group label per member: members with equal values of the hyperparameters V depends on."""
     volume = protocol.state()["V"]
-    fixing = [n for n in protocol.hyperparameters if volume.has(HYPERPARAMETER_SYMBOLS[n])]
+    fixing = [n for n, sym in protocol.symbols.items() if volume.has(sym)]
     if not fixing:
         return np.zeros(next(iter(hp.values())).size, dtype=int)
     keys = np.stack([np.round(np.log(hp[n].ravel()), 9) for n in fixing], axis=1)
@@ -107,7 +106,7 @@ def _plot_excess(result: CheckResult, ax) -> None:
 
 
 @attrs.frozen(kw_only=True)
-class PotentialMinimumCheck(Check):
+class PotentialMinimumCheck(Check, name="potential-minimum"):
     """Each measured state minimises its own Gibbs (or Helmholtz) energy over the grid (V2).
 
     Key figure ``max_excess_beyond_noise_nats``: the largest excess
@@ -119,7 +118,6 @@ class PotentialMinimumCheck(Check):
     potential differs by less than the noise can win).
     """
 
-    name: ClassVar[str] = "potential-minimum"
     description: ClassVar[str] = "each state minimises its own G = U - TS + PV (fixed sphere: F = U - TS at equal V)"
     requires: ClassVar[tuple[str, ...]] = ("U", "S", "T", "P", "V")
 

@@ -25,7 +25,7 @@ import attrs
 import numpy as np
 import sympy as sp
 
-from thermonet.theory import _validate
+from thermonet.base import validate as _validate
 from thermonet.theory.symbols import D, T, as_number
 
 

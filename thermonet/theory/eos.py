@@ -1,9 +1,12 @@
 """Equations of state: the relation between pressure P, volume V and temperature T.
 
 Each subclass states its relation once, as a SymPy expression that vanishes on the
-equation of state (:meth:`EquationOfState.relation_template`). Everything else is
-derived by the base class: solving for any of P, V, T, numeric (lambdified) functions,
-and least-squares fits to measured states.
+equation of state (:meth:`EquationOfState.relation_template`), and its free parameters
+as attrs fields declared with :func:`parameter`. Everything else is derived by the base
+class: solving for any of P, V, T, numeric (lambdified) functions, and least-squares
+fits to measured states. Subclassing with a name registers it
+(``class Virial(EquationOfState, name="virial")``), which is how ``thermonet fit-eos``
+finds it.
 
 Conventions: ``V = rho**2 / 2``, ``P`` is the (effective) weight decay, ``T`` the
 temperature, and ``N_R = (D - 1) / 2`` the gas constant of the ideal gas ``P V = N_R T``.
@@ -14,16 +17,34 @@ from __future__ import annotations
 import abc
 import functools
 from collections.abc import Callable
-from typing import ClassVar
 
 import attrs
 import numpy as np
 import sympy as sp
 from scipy import optimize
 
+from thermonet.base import validate as _validate
+from thermonet.base.registry import Registered
 from thermonet.errors import InputError
-from thermonet.theory import _validate
-from thermonet.theory.symbols import P, T, V, as_number
+from thermonet.theory.symbols import N_R, D, P, T, V, as_number
+
+_PARAMETER = "thermonet.eos_parameter"
+
+
+class _classproperty:
+    """A read-only property of the class (and of its instances)."""
+
+    def __init__(self, fget):
+        self.fget = fget
+        self.__doc__ = fget.__doc__
+
+    def __get__(self, obj, owner):
+        return self.fget(owner)
+
+
+def parameter(default: float = 0.0, *, validator=_validate.finite):
+    """An attrs field that is a free parameter of an equation of state (fitted by :meth:`EquationOfState.fit`)."""
+    return attrs.field(default=default, validator=validator, metadata={_PARAMETER: True})
 
 _STATE = {"P": P, "V": V, "T": T}
 
@@ -59,7 +80,7 @@ class FitResult:
 
 
 @attrs.frozen(kw_only=True)
-class EquationOfState(abc.ABC):
+class EquationOfState(Registered, abc.ABC, registry="equation of state"):
     """Abstract equation of state ``f(P, V, T; parameters) = 0``.
 
     Parameters
@@ -69,14 +90,17 @@ class EquationOfState(abc.ABC):
     n_r:
         Gas constant N_R; defaults to ``(dim - 1) / 2``.
 
-    Subclasses list their free parameters in ``parameter_names`` (each also an attrs
-    field holding its value) and implement :meth:`relation_template`.
+    Subclasses declare their free parameters as fields with :func:`parameter` and
+    implement :meth:`relation_template`.
     """
-
-    parameter_names: ClassVar[tuple[str, ...]] = ()
 
     dim: float | None = attrs.field(default=None, validator=_validate.dimension)
     n_r: float | None = attrs.field(default=None, validator=_validate.positive)
+
+    @_classproperty
+    def parameter_names(cls) -> tuple[str, ...]:
+        """The free parameters: the fields declared with :func:`parameter`, in order."""
+        return tuple(f.name for f in attrs.fields(cls) if f.metadata.get(_PARAMETER))
 
     # ------------------------------------------------------------------ the one relation
     @abc.abstractmethod
@@ -87,8 +111,6 @@ class EquationOfState(abc.ABC):
     @property
     def gas_constant(self) -> sp.Expr:
         """N_R: explicit ``n_r``, else ``(dim - 1)/2``, else symbolic ``(D - 1)/2``."""
-        from thermonet.theory.symbols import N_R, D
-
         if self.n_r is not None:
             return as_number(self.n_r)
         if self.dim is not None:
@@ -279,7 +301,7 @@ class EquationOfState(abc.ABC):
 
 # ---------------------------------------------------------------------- subclasses
 @attrs.frozen(kw_only=True)
-class IdealGas(EquationOfState):
+class IdealGas(EquationOfState, name="ideal"):
     """``P V = N_R T``."""
 
     def relation_template(self, gas_constant, params):
@@ -287,48 +309,42 @@ class IdealGas(EquationOfState):
 
 
 @attrs.frozen(kw_only=True)
-class Virial(EquationOfState):
+class Virial(EquationOfState, name="virial"):
     """Virial expansion ``P V = N_R T (1 + B/V + C/V**2)``."""
 
-    parameter_names: ClassVar[tuple[str, ...]] = ("B", "C")
-    B: float = attrs.field(default=0.0, validator=_validate.finite)
-    C: float = attrs.field(default=0.0, validator=_validate.finite)
+    B: float = parameter(0.0)
+    C: float = parameter(0.0)
 
     def relation_template(self, gas_constant, params):
         return P * V - gas_constant * T * (1 + params["B"] / V + params["C"] / V**2)
 
 
 @attrs.frozen(kw_only=True)
-class VanDerWaals(EquationOfState):
+class VanDerWaals(EquationOfState, name="van-der-waals"):
     """Van der Waals ``(P + a/V**2)(V - b) = N_R T``."""
 
-    parameter_names: ClassVar[tuple[str, ...]] = ("a", "b")
-    a: float = attrs.field(default=0.0, validator=_validate.finite)
-    b: float = attrs.field(default=0.0, validator=_validate.finite)
+    a: float = parameter(0.0)
+    b: float = parameter(0.0)
 
     def relation_template(self, gas_constant, params):
         return (P + params["a"] / V**2) * (V - params["b"]) - gas_constant * T
 
 
 @attrs.frozen(kw_only=True)
-class PowerLawCompressibility(EquationOfState):
+class PowerLawCompressibility(EquationOfState, name="power-law"):
     """Compressibility depending on temperature only: ``P V = N_R T Z(T)``, ``Z = z0 T**alpha``."""
 
-    parameter_names: ClassVar[tuple[str, ...]] = ("z0", "alpha")
-    z0: float = attrs.field(default=1.0, validator=_validate.positive)
-    alpha: float = attrs.field(default=0.0, validator=_validate.finite)
+    z0: float = parameter(1.0, validator=_validate.positive)
+    alpha: float = parameter(0.0)
 
     def relation_template(self, gas_constant, params):
         return P * V - gas_constant * T * params["z0"] * T ** params["alpha"]
 
 
-#: Every equation of state thermonet ships, by name (used by ``thermonet fit-eos``).
-EQUATIONS_OF_STATE: dict[str, type[EquationOfState]] = {
-    "ideal": IdealGas,
-    "virial": Virial,
-    "van-der-waals": VanDerWaals,
-    "power-law": PowerLawCompressibility,
-}
+def __getattr__(name: str):
+    if name == "EQUATIONS_OF_STATE":  # a live view of the registry: name -> class
+        return EquationOfState.registered()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------- helpers
@@ -364,8 +380,6 @@ def _state_symbol(name: str) -> sp.Symbol:
 
 def _positive_at_test_point(expr: sp.Expr) -> bool:
     """Real and positive at a generic positive state (T=0.37, P=0.61, V=1.7, D=7)."""
-    from thermonet.theory.symbols import D
-
     value = complex(expr.subs({T: 0.37, P: 0.61, V: 1.7, D: 7}).evalf())
     return abs(value.imag) < 1e-12 and value.real > 0
 

@@ -28,7 +28,7 @@ import xarray as xr
 from scipy import integrate, optimize
 
 from thermonet.errors import InputError
-from thermonet.theory import _validate
+from thermonet.base import validate as _validate
 from thermonet.theory.symbols import D, P, S, T, V, sigma2
 from thermonet.theory.system import ThermodynamicSystem
 

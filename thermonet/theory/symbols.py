@@ -1,8 +1,10 @@
 """The SymPy symbols shared by every theory object.
 
 One symbol per physical quantity, defined once, so expressions built by different
-classes combine without renaming. Hyperparameter symbols are keyed by the names the run
-store uses for its dimensions (``lr``, ``elr``, ``wd``, ``sphere_radius``).
+classes combine without renaming. The hyperparameters of the built-in protocols
+(``eta``, ``eta_tilde``, ``lambda``, ``rho_0``) are defined here too; each protocol
+declares which it uses, with its store name and flag
+(:mod:`thermonet.theory.protocols.hyperparameters`).
 """
 
 from __future__ import annotations
@@ -26,17 +28,11 @@ grad_sq = sp.Symbol("G1sq", nonnegative=True)  #: ||grad L(x)||**2 at unit norm
 #: Number of "gas constant" units: P V = N_R T for the ideal gas.
 N_R = (D - 1) / 2
 
-# Hyperparameters, keyed by their run-store dimension names.
-HYPERPARAMETER_SYMBOLS: dict[str, sp.Symbol] = {
-    "lr": sp.Symbol("eta", positive=True),
-    "elr": sp.Symbol("eta_tilde", positive=True),
-    "wd": sp.Symbol("lambda", positive=True),
-    "sphere_radius": sp.Symbol("rho_0", positive=True),
-}
-eta = HYPERPARAMETER_SYMBOLS["lr"]
-eta_tilde = HYPERPARAMETER_SYMBOLS["elr"]
-lam = HYPERPARAMETER_SYMBOLS["wd"]
-rho0 = HYPERPARAMETER_SYMBOLS["sphere_radius"]
+# Hyperparameters of the built-in protocols.
+eta = sp.Symbol("eta", positive=True)  #: learning rate
+eta_tilde = sp.Symbol("eta_tilde", positive=True)  #: effective learning rate
+lam = sp.Symbol("lambda", positive=True)  #: weight decay
+rho0 = sp.Symbol("rho_0", positive=True)  #: sphere radius
 
 #: State variables by name, for processes and potentials.
 STATE_SYMBOLS: dict[str, sp.Symbol] = {"T": T, "P": P, "V": V, "S": S, "U": U}
@@ -57,3 +53,14 @@ def as_number(value: float) -> sp.Expr:
     """
     exact = sp.nsimplify(value, rational=True)
     return exact if exact.q <= 1000 else sp.Float(value)
+
+
+def gas_constant(dim: float) -> float:
+    """N_R = (D - 1)/2 as a number, from the symbol (not retyped)."""
+    return float(N_R.subs(D, sp.nsimplify(dim)))
+
+
+def __getattr__(name: str):
+    from thermonet._compat import moved_attribute
+
+    return moved_attribute(__name__, name)

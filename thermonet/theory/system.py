@@ -16,7 +16,6 @@ from __future__ import annotations
 import abc
 import functools
 from collections.abc import Mapping
-from typing import Protocol as TypingProtocol, runtime_checkable
 
 import attrs
 import numpy as np
@@ -24,41 +23,15 @@ import sympy as sp
 import xarray as xr
 
 from thermonet.errors import InputError
-from thermonet.theory import _validate
+from thermonet.base import validate as _validate
 from thermonet.theory.energy import EnergyModel, VMFEnergy, VMFHighConcentration
 from thermonet.theory.eos import EquationOfState, IdealGas
-from thermonet.theory.potentials import Potential, gibbs, helmholtz
+from thermonet.theory.potentials import Potential, helmholtz
 from thermonet.theory.protocols import Protocol, get_protocol
-from thermonet.theory.symbols import HYPERPARAMETER_SYMBOLS, D, P, T, V, sigma2
+from thermonet.theory.symbols import D, P, T, V, sigma2
 
 #: Reference volume of the configurational integrals: V = 1/2 <=> rho = 1.
 REFERENCE_VOLUME = sp.Rational(1, 2)
-
-
-@runtime_checkable
-class MeasuredStates(TypingProtocol):
-    """What a check needs from an experiment: its protocol and stationary states.
-
-    ``stationary(window)`` returns an :class:`xarray.Dataset` over (hyperparameters...,
-    seed) with at least ``U``, ``S``, ``S_sphere``, ``rho``, ``V``, ``sigma2``, ``T``, ``P``
-    (see :meth:`thermonet.store.ThermoAccessor.stationary`); its hyperparameter
-    coordinates are ``protocol.hyperparameters``. The ``ds.thermo`` accessor of a run
-    store is one; any object with these members (another experiment, a synthetic
-    ensemble) works with the checks.
-
-    Optional members read with ``getattr``: ``kind`` (``"isotropic"`` for the simulated
-    test system, else ``"network"``, the default) and ``energy`` (the simulated energy's
-    name); the exact-vMF checks need ``kind == "isotropic"`` and an energy whose
-    stationary direction is von Mises-Fisher (``"linear"``, ``"vmf"`` or unnamed).
-    """
-
-    @property
-    def protocol(self) -> Protocol: ...
-
-    @property
-    def dim(self) -> float: ...
-
-    def stationary(self, window: float | int = 0.5) -> xr.Dataset: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -134,7 +107,7 @@ class ThermodynamicSystem(abc.ABC):
         high-concentration vMF case), that invariant.
         """
         s = self.entropy_in_hyperparameters().subs(D, self.dim)
-        h1, h2 = (HYPERPARAMETER_SYMBOLS[n] for n in self.protocol.hyperparameters)
+        h1, h2 = self.protocol.symbols.values()
         s_u = _tidy_fast(h1 * sp.diff(s, h1))
         s_v = _tidy_fast(h2 * sp.diff(s, h2))
         result: dict[str, object] = {"dS_du": s_u, "dS_dv": s_v, "direction": (s_v, -s_u)}
@@ -218,6 +191,7 @@ class IsotropicNoiseSystem(ThermodynamicSystem):
                high_concentration: bool = False) -> "IsotropicNoiseSystem":
         if isinstance(protocol, str):
             protocol = get_protocol(protocol)
-        _validate.positive(cls, attrs.fields(ThermodynamicSystem).sigma2, sigma)
+        if not _validate._is_number(sigma) or float(sigma) <= 0:
+            raise InputError(f"sigma (the noise level at unit norm) must be a finite number > 0, got {sigma!r}")
         energy = VMFHighConcentration(dim=dim) if high_concentration else VMFEnergy(dim=dim)
         return cls(protocol=protocol, eos=IdealGas(dim=dim), energy=energy, dim=dim, sigma2=float(sigma) ** 2)

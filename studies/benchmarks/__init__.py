@@ -1,0 +1,1 @@
+"""Benchmark scripts: speed and accuracy figures, printed as ratios against a baseline."""

@@ -1,0 +1,107 @@
+"""``thermonet check``: run the default checks on a run store and print a verdict table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from thermonet.cli.options import add_json_option, add_run_argument, add_window_option, open_with_warnings
+from thermonet.errors import InputError
+
+EPILOG = """\
+exit status:
+  0  every check passed (skipped checks do not count)
+  1  at least one check failed
+  2  bad input: missing or damaged store, not a thermonet run, bad option
+
+The window is a fraction in (0, 1] of the finished logs (e.g. 0.5, 1.0) or a whole
+number of final logs (e.g. 200). See docs/checks.md for what each check compares.
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "check",
+        help="compare a run's stationary states with the theory (exit 0 pass, 1 fail, 2 bad input)",
+        description=(
+            "Open a run store, take the stationary states over the final window of the run and run\n"
+            "the checks that apply to its protocol and kind: exact vMF energy and entropy (isotropic\n"
+            "runs), stationary radius, potential minimum, Maxwell relation and adiabats. Prints a\n"
+            "table (check, key figure, value, tolerance, verdict)."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_run_argument(parser)
+    add_window_option(parser)
+    add_json_option(parser)
+    parser.add_argument("--also", metavar="CHECK", action="append", default=[],
+                        help="also run optional checks by name, e.g. --also noise-trend "
+                             "(repeatable, or a comma list: --also noise-trend,adiabat-noise-trend)")
+    parser.add_argument("--tolerance", metavar="CHECK=VALUE", action="append", default=[],
+                        help="override a check's tolerance, e.g. --tolerance maxwell=0.2 (repeatable)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _tolerances(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--tolerance {item!r}: use CHECK=VALUE, e.g. maxwell=0.2") from None
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from thermonet.checks import default_checks, get_check, run_checks
+    from thermonet.reports.tables import check_table
+    from thermonet.store.accessor import parse_window
+
+    window = parse_window(args.window)
+    tolerances = _tolerances(args.tolerance)
+    ds = open_with_warnings(args.run_path)
+    measured = ds.thermo
+    also = [name.strip() for item in args.also for name in item.split(",") if name.strip()]
+    checks = default_checks(measured, {k: v for k, v in tolerances.items() if k not in also})
+    checks += [get_check(name, **({"tolerance": tolerances[name]} if name in tolerances else {}))
+               for name in also]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        results = run_checks(measured, checks, window=window)
+    failed = any(r.passed is False for r in results)
+    payload = {
+        "run": str(args.run_path),
+        "protocol": measured.protocol.name,
+        "kind": measured.kind,
+        "dim": measured.dim,
+        "window": window,
+        "steps_done": measured.steps_done,
+        "complete": measured.complete,
+        "passed": not failed,
+        "checks": [r.to_dict() for r in results],
+    }
+    if args.json == "-":
+        print(json.dumps(payload, indent=2))
+    else:
+        print(check_table(results, markdown=False))
+        counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "skip")}
+        print(f"\n{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped "
+              f"({measured.protocol.name}, {measured.kind}, window {window})")
+        for r in results:
+            if r.passed is not True:
+                print(f"  {r.name}: {r.summary}")
+        if args.json:
+            path = Path(args.json)
+            try:
+                path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+            except OSError as exc:
+                raise InputError(f"--json {args.json}: cannot write ({exc.strerror})") from None
+    return 1 if failed else 0

@@ -1,0 +1,98 @@
+"""Options and steps shared by several subcommands.
+
+* reading a run store: :func:`add_run_argument`, :func:`add_window_option`,
+  :func:`add_json_option` (``check``, ``temperature``, ``report``);
+* writing one (``simulate``, ``train``): :func:`add_run_options` (the settings class's
+  declared options and every registered protocol's hyperparameter grid),
+  :func:`add_store_options`, :func:`check_store_options`, :func:`parse_grid_options`,
+  :func:`resumed_settings`, :func:`command_line`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import warnings
+
+from thermonet.errors import InputError
+
+
+# ------------------------------------------------------------------------------ reading a store
+def add_run_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_path", metavar="RUN", help="run store (a Zarr directory written by thermonet)")
+
+
+def add_window_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--window", default="0.5",
+                        help="final fraction of the logs (0 < f <= 1) or number of final logs (default 0.5)")
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", metavar="FILE", default=None,
+                        help="also write the results as JSON to FILE ('-' for stdout instead of the table)")
+
+
+def open_with_warnings(path: str):
+    """open_run, printing store warnings (partial runs) as one line each on stderr."""
+    from thermonet.store import open_run
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = open_run(path)
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            print(f"thermonet: warning: {w.message}", file=sys.stderr)
+    return ds
+
+
+# ------------------------------------------------------------------------------ writing a store
+def add_run_options(parser: argparse.ArgumentParser, settings_cls, skip=()) -> None:
+    """The declared options of ``settings_cls`` and one grid flag per hyperparameter of any
+    registered protocol (``--lr``, ``--wd``, ``--elr``, ``--sphere-radius``, ...)."""
+    from thermonet.base.options import add_arguments
+    from thermonet.runs.options import hyperparameter_flags
+
+    add_arguments(parser, settings_cls, skip=skip)
+    for name, (flag, help_text) in hyperparameter_flags().items():
+        parser.add_argument(flag, dest=f"grid_{name}", default=None, metavar="GRID", help=help_text)
+
+
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """``--out``, ``--resume`` and ``--overwrite``."""
+    parser.add_argument("--out", help="run store to write (a .zarr directory)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run store in --out")
+
+
+def check_store_options(args: argparse.Namespace, example: str) -> None:
+    """``--out`` is given (``example``: a store path for the message) and ``--resume`` and
+    ``--overwrite`` are not both."""
+    if not args.out:
+        raise InputError(f"--out is required (the run store to write, e.g. {example})")
+    if args.resume and args.overwrite:
+        raise InputError("--resume and --overwrite exclude each other")
+
+
+def parse_grid_options(args: argparse.Namespace) -> dict:
+    """The hyperparameter grids given on the command line, by name."""
+    from thermonet.base.grid import parse_grid
+    from thermonet.runs.options import hyperparameter_flags
+
+    return {name: parse_grid(getattr(args, f"grid_{name}"), flag[2:]) for name, (flag, _) in hyperparameter_flags().items()
+            if getattr(args, f"grid_{name}", None) is not None}
+
+
+def resumed_settings(stored: dict, options: dict, grid: dict) -> dict:
+    """A store's settings overridden by the options and grids given with ``--resume``
+    (grids given for some of the store's hyperparameters replace only those)."""
+    settings = dict(stored)
+    settings.update(options)
+    if grid:
+        settings["grid"] = {**stored["grid"], **grid} if set(grid) <= set(stored["grid"]) else grid
+    return settings
+
+
+def command_line() -> str:
+    """This command line, as recorded in a store's ``command`` attribute."""
+    return "thermonet " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -1,0 +1,134 @@
+"""What every ensemble engine shares: the interface the run driver uses, the time axis, members.
+
+An *engine* advances an ensemble, every (hyperparameter point, seed) a member, and
+measures it. The isotropic simulator (:mod:`thermonet.engines.isotropic`) and the network
+trainer (:mod:`thermonet.engines.network`) are two engines behind one interface,
+:class:`Engine`, so that one driver loop (:func:`thermonet.runs.driver.drive`) runs
+both and one checkpoint format saves both.
+
+Time axis: log index ``i`` is the step ``(i + 1) * log_every``, and the last one is the
+final step when that is not a multiple of ``log_every`` (:func:`log_steps`,
+:func:`log_slots`). Members are in store order, C-ordered over (hp₁, hp₂, …, seed)
+(:func:`member_grid`).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Protocol as TypingProtocol, runtime_checkable
+
+import numpy as np
+
+from thermonet.errors import ThermonetError
+
+__all__ = ["Engine", "log_slots", "log_steps", "member_grid", "queue_entropies"]
+
+
+@runtime_checkable
+class Engine(TypingProtocol):
+    """The interface the run driver needs from an engine.
+
+    * ``t``: steps done; ``members``; ``dim`` (D);
+    * ``advance(n)``: ``n`` more steps; returns ``(first log index, {variable: (members,
+      count)})`` with every time-series variable of the logs those steps completed (count
+      may be 0);
+    * ``entropies()``: ``{"entropy_sphere": (members,), "entropy": (members,)}`` from the
+      current queue (NaN where a member has none);
+    * ``member_status()``: per-member variables of the store (``{"diverged_at": ...}``),
+      or ``{}``;
+    * ``state_dict()`` / ``load_state_dict(state)``: everything needed to continue
+      exactly, as numpy arrays and numbers (the checkpoint).
+    """
+
+    t: int
+    members: int
+    dim: int
+
+    def advance(self, nsteps: int) -> tuple[int, dict[str, np.ndarray]]: ...
+
+    def entropies(self) -> dict[str, np.ndarray]: ...
+
+    def member_status(self) -> dict[str, np.ndarray]: ...
+
+    def state_dict(self) -> dict[str, np.ndarray]: ...
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None: ...
+
+
+def log_slots(t0: int, t1: int, log_every: int, total_steps: int) -> tuple[int, int]:
+    """Global log indices ``[first, stop)`` written by steps ``t0+1 .. t1``."""
+    first = t0 // log_every
+    stop = t1 // log_every
+    if t1 == total_steps and total_steps % log_every:
+        stop += 1
+    return first, stop
+
+
+def log_steps(total_steps: int, log_every: int) -> np.ndarray:
+    """The step numbers of all log indices (int64)."""
+    steps = np.arange(1, total_steps // log_every + 1, dtype=np.int64) * log_every
+    if total_steps % log_every:
+        steps = np.append(steps, np.int64(total_steps))
+    return steps
+
+
+def member_grid(grid: Mapping[str, Sequence[float]], names: Sequence[str], seeds: Sequence[int]):
+    """Members in store order (hp₁, hp₂, …, seed), C-ordered: (hp (M, n), seeds (M,))."""
+    axes = [np.asarray(grid[n], dtype=np.float64) for n in names] + [np.asarray(seeds, dtype=np.int64)]
+    mesh = np.meshgrid(*axes, indexing="ij")
+    hp = np.stack([m.ravel() for m in mesh[:-1]], axis=1) if names else np.zeros((mesh[-1].size, 0))
+    return hp, mesh[-1].ravel().astype(np.int64)
+
+
+def queue_entropies(samples, method: str, k: int, active: np.ndarray | None = None,
+                    block_bytes: int = 256 * 2**20) -> dict[str, np.ndarray]:
+    """``entropy_sphere`` (S₁) and ``entropy`` (S = S₁ + (D−1) ln ρ̄) of every member's queue.
+
+    ``samples`` is (M, N, D), numpy or torch (any device); ``active`` (M,) bool selects the
+    members to estimate (NaN elsewhere). Members are estimated in blocks of at most
+    ``block_bytes`` of float64 samples (the estimator works on a float64 copy). When a
+    block fails (e.g. coinciding samples in one member) its members are estimated one by
+    one, NaN where it fails, and a warning says so.
+    """
+    from thermonet.estimators import spherical_entropy
+
+    members, size, dim = samples.shape[0], samples.shape[1], samples.shape[-1]
+    chosen = np.arange(members) if active is None else np.flatnonzero(np.asarray(active, dtype=bool))
+    s1 = np.full(members, math.nan)
+    s = np.full(members, math.nan)
+    per_block = max(1, int(block_bytes) // max(1, 8 * size * dim))
+    torch_input = hasattr(samples, "cpu")
+
+    def estimate(x) -> np.ndarray:
+        value = spherical_entropy(x, k=k, method=method)
+        return np.asarray(value.cpu().numpy() if hasattr(value, "cpu") else value, dtype=np.float64).reshape(-1)
+
+    def mean_norm(x) -> np.ndarray:
+        if torch_input:
+            import torch
+
+            return torch.linalg.vector_norm(x.to(torch.float64), dim=-1).mean(-1).cpu().numpy()
+        return np.linalg.norm(np.asarray(x, dtype=np.float64), axis=-1).mean(-1)
+
+    warned = False
+    for start in range(0, chosen.size, per_block):
+        index = chosen[start:start + per_block]
+        block = samples[index] if torch_input else np.asarray(samples)[index]
+        try:
+            values = estimate(block)
+        except ThermonetError as exc:
+            if not warned:
+                print(f"thermonet: warning: entropy failed for some members ({exc}); writing NaN there",
+                      file=sys.stderr)
+                warned = True
+            values = np.full(index.size, math.nan)
+            for i in range(index.size):
+                try:
+                    values[i] = float(estimate(block[i])[0])
+                except ThermonetError:
+                    pass
+        s1[index] = values
+        s[index] = values + (dim - 1) * np.log(mean_norm(block))
+    return {"entropy_sphere": s1, "entropy": s}

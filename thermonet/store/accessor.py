@@ -1,0 +1,256 @@
+"""The ``ds.thermo`` accessor: the thermodynamic reading of a run Dataset.
+
+:class:`ThermoAccessor` (registered on every :class:`xarray.Dataset` when
+:mod:`thermonet.store` is imported) turns a run's time series into stationary
+thermodynamic states: U, S, T, P, V per member, with batch-means standard errors
+(:func:`batch_standard_error`). It satisfies :class:`thermonet.store.measured.MeasuredStates`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+import xarray as xr
+
+from thermonet.errors import InputError, StoreError
+from thermonet.store.schema import ENTROPY_STEP, STEP, check_dataset
+
+if TYPE_CHECKING:
+    from thermonet.theory.protocols import Protocol
+
+__all__ = ["ThermoAccessor", "batch_standard_error", "done_steps", "parse_window"]
+
+
+def done_steps(ds: xr.Dataset, steps_done: int) -> np.ndarray:
+    """The logged steps that are finished (``step <= steps_done``)."""
+    steps = np.asarray(ds[STEP].values)
+    return steps[steps <= steps_done]
+
+
+def _window_size(window: float | int, n_logs: int) -> int:
+    """Number of final logs a ``window`` (fraction in (0, 1] or a count) selects."""
+    if isinstance(window, (bool, np.bool_)):
+        raise InputError(f"window must be a fraction in (0, 1] or a number of logs >= 1, got {window!r}")
+    if isinstance(window, (int, np.integer)):
+        if window < 1:
+            raise InputError(f"window={window}: a number of final logs must be >= 1")
+        if window > n_logs:
+            raise InputError(f"window={window} logs, but only {n_logs} logs are finished")
+        return int(window)
+    try:
+        fraction = float(window)
+    except (TypeError, ValueError):
+        raise InputError(f"window must be a fraction in (0, 1] or a number of logs >= 1, got {window!r}") from None
+    if not (math.isfinite(fraction) and 0 < fraction <= 1):
+        raise InputError(f"window={window!r}: a fraction of the logs must lie in (0, 1]; use an int for a count")
+    return max(1, math.ceil(fraction * n_logs - 1e-9))
+
+
+def batch_standard_error(series: xr.DataArray, axis: str, batches: int = 10) -> xr.DataArray:
+    """Standard error of the mean of ``series`` along ``axis`` by the method of batch means.
+
+    The series is cut into ``min(batches, n)`` contiguous batches; the standard error is
+    the standard deviation of the (NaN-skipping) batch means over the square root of
+    their number. Batches longer than the autocorrelation time make it valid for
+    correlated series. NaN where fewer than two batches have data.
+    """
+    values = np.asarray(series.load().values, dtype=float)
+    position = series.dims.index(axis)
+    values = np.moveaxis(values, position, -1)
+    n = values.shape[-1]
+    count = min(int(batches), n)
+    shape = values.shape[:-1]
+    if count < 2:
+        se = np.full(shape, np.nan)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = np.stack([np.nanmean(chunk, axis=-1) for chunk in np.array_split(values, count, axis=-1)], axis=-1)
+            finite = np.isfinite(means).sum(axis=-1)
+            se = np.nanstd(means, axis=-1, ddof=1) / np.sqrt(np.maximum(finite, 1))
+        se = np.where(finite >= 2, se, np.nan)
+    dims = [d for d in series.dims if d != axis]
+    coords = {k: v for k, v in series.coords.items() if axis not in v.dims}
+    return xr.DataArray(se, dims=dims, coords=coords)
+
+
+def parse_window(text: str) -> float | int:
+    """Command-line ``--window``: ``"0.5"`` (a fraction) or ``"200"`` (a count of logs)."""
+    text = str(text).strip()
+    try:
+        value: float | int = int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            raise InputError(f"--window {text!r}: give a fraction in (0, 1] or a whole number of logs") from None
+    _window_size(value, 10**9)  # range check only
+    return value
+
+
+@xr.register_dataset_accessor("thermo")
+class ThermoAccessor:
+    """``ds.thermo``: the thermodynamic reading of a run Dataset.
+
+    Satisfies :class:`MeasuredStates`. Validates the schema on first use.
+    """
+
+    def __init__(self, ds: xr.Dataset) -> None:
+        self._protocol = check_dataset(ds)
+        self._ds = ds
+        self._cache: dict[object, xr.Dataset] = {}
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def protocol(self) -> "Protocol":
+        return self._protocol
+
+    @property
+    def dim(self) -> float:
+        dim = float(self._ds.attrs["dim"])
+        return int(dim) if dim.is_integer() else dim
+
+    @property
+    def kind(self) -> str:
+        return str(self._ds.attrs["kind"])
+
+    @property
+    def hyperparameters(self) -> tuple[str, ...]:
+        return tuple(self.protocol.hyperparameters)
+
+    @property
+    def energy(self) -> str | None:
+        """The ``energy`` attribute (isotropic runs: the simulated energy's name), if any."""
+        value = self._ds.attrs.get("energy")
+        return None if value is None else str(value)
+
+    @property
+    def steps_done(self) -> int:
+        return int(self._ds.attrs["steps_done"])
+
+    @property
+    def complete(self) -> bool:
+        return self._ds.attrs.get("complete") is True
+
+    def grid(self) -> dict[str, np.ndarray]:
+        """Hyperparameter values, by name."""
+        return {name: np.asarray(self._ds[name].values, dtype=float) for name in self.hyperparameters}
+
+    # ------------------------------------------------------------------ stationary states
+    def window_steps(self, window: float | int = 0.5) -> np.ndarray:
+        """The logged steps the window selects (finished logs only)."""
+        done = done_steps(self._ds, self.steps_done)
+        if done.size == 0:
+            raise StoreError(f"no log is finished yet (steps_done = {self.steps_done})")
+        return done[done.size - _window_size(window, done.size):]
+
+    def stationary(self, window: float | int = 0.5) -> xr.Dataset:
+        """Stationary state of every member: means over the final ``window`` of the run.
+
+        ``window`` is a fraction in (0, 1] of the finished logs (``step <= steps_done``)
+        or an int number of final logs. Entropies are averaged over the entropy
+        estimates at ``entropy_step`` in the same step range (at least the last finished
+        one). NaN entries (unwritten) are skipped.
+
+        Returns a Dataset over (hyperparameters..., seed) with
+
+        * ``U``: mean loss; ``rho``: mean radius; ``V = rho**2 / 2`` of that mean radius
+          (the same mean radius that enters ``S = S_1 + (D-1) ln rho``);
+        * ``S``: mean ``entropy``; ``S_sphere``: mean ``entropy_sphere`` (both NaN when
+          the store has no entropy);
+        * ``sigma2``, and where stored ``trace_sigma``, ``grad_full_sq``,
+          ``grad_norm_sq``, ``lambda_eff``: window means;
+        * ``rho_sq_rel_var``: ``Var(ρ²)/E[ρ²]²`` over the window, the radius fluctuation
+          that the moment-corrected discrete radius needs
+          (:meth:`~thermonet.theory.protocols.Protocol.predicted_radius_fluctuating`);
+        * ``U_se``, ``rho_se``, ``S_se``, ``S_sphere_se`` (and ``trace_sigma_se``,
+          ``grad_full_sq_se`` where stored): standard errors of those window means by
+          batch means (:func:`batch_standard_error`, 10 batches);
+        * ``T = protocol.temperature(hp, rho, sigma2)``;
+        * ``P``: the protocol's pressure (:meth:`Protocol.pressure`): the weight decay
+          ``wd`` (fixed LR/ELR) or the mean of the measured ``lambda_eff`` (fixed sphere).
+        """
+        key = ("window", type(window).__name__, window)
+        if key in self._cache:
+            return self._cache[key]
+        steps = self.window_steps(window)
+        ds = self._ds
+        hps = list(self.hyperparameters)
+        order = hps + ["seed"]
+        win = ds.sel(step=steps)
+        out: dict[str, xr.DataArray] = {}
+
+        def mean(var: str, data: xr.Dataset, axis: str) -> xr.DataArray:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices stay NaN
+                return data[var].load().mean(axis, skipna=True).transpose(*order)
+
+        def standard_error(var: str, data: xr.Dataset, axis: str) -> xr.DataArray:
+            return batch_standard_error(data[var], axis).transpose(*order)
+
+        out["U"] = mean("loss", win, "step")
+        out["rho"] = mean("rho", win, "step")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rho_sq = win["rho"].load() ** 2
+            out["rho_sq_rel_var"] = (rho_sq.var("step", skipna=True)
+                                     / rho_sq.mean("step", skipna=True) ** 2).transpose(*order)
+        errors = {"U_se": standard_error("loss", win, "step"), "rho_se": standard_error("rho", win, "step")}
+        pressure = [self.protocol.measured_pressure] if self.protocol.measured_pressure else []
+        for var in ("sigma2", "trace_sigma", "grad_full_sq", "grad_norm_sq", *pressure):
+            if var in ds.data_vars:
+                out[var] = mean(var, win, "step")
+        for var in ("trace_sigma", "grad_full_sq"):
+            if var in ds.data_vars:
+                errors[f"{var}_se"] = standard_error(var, win, "step")
+
+        nan = xr.full_like(out["U"], np.nan)
+        if "entropy_step" in ds.dims and ds.sizes["entropy_step"] > 0:
+            esteps = np.asarray(ds["entropy_step"].values)
+            done = esteps[esteps <= self.steps_done]
+            chosen = done[done >= steps[0]]
+            if chosen.size == 0 and done.size:
+                chosen = done[-1:]
+            ewin = ds.sel(entropy_step=chosen)
+            for src, dst in (("entropy", "S"), ("entropy_sphere", "S_sphere")):
+                have = src in ds.data_vars and chosen.size
+                out[dst] = mean(src, ewin, "entropy_step") if have else nan
+                errors[f"{dst}_se"] = standard_error(src, ewin, "entropy_step") if have else nan
+        else:
+            out["S"] = nan
+            out["S_sphere"] = nan
+            errors["S_se"] = errors["S_sphere_se"] = nan
+        out.update(errors)
+
+        out["V"] = out["rho"] ** 2 / 2
+        hp = {name: ds[name].broadcast_like(out["U"]).transpose(*order).values for name in hps}
+        protocol = self.protocol
+        T = protocol.temperature(hp, out["rho"].values, out["sigma2"].values)
+        out["T"] = xr.DataArray(T, dims=order, coords=out["U"].coords)
+        means = {name: out[name].values for name in out}
+        P = protocol.pressure(hp, means) * np.ones(out["U"].shape)
+        out["P"] = xr.DataArray(P, dims=order, coords=out["U"].coords)
+
+        first = ["U", "S", "S_sphere", "T", "P", "V", "rho", "sigma2"]
+        names = first + [k for k in out if k not in first]
+        result = xr.Dataset({k: out[k] for k in names})
+        result.attrs = {
+            "protocol": protocol.name,
+            "kind": self.kind,
+            "dim": self.dim,
+            "window_first_step": int(steps[0]),
+            "window_last_step": int(steps[-1]),
+            "window_logs": int(steps.size),
+            "steps_done": self.steps_done,
+        }
+        self._cache[key] = result
+        return result
+
+    def seed_mean(self, window: float | int = 0.5) -> xr.Dataset:
+        """:meth:`stationary` averaged over seeds (NaN-skipping)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return self.stationary(window).mean("seed", skipna=True, keep_attrs=True)
