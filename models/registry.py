@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from thermonet.base.registry import Registered
 from thermonet.errors import InputError
 
 __all__ = [
@@ -61,8 +62,6 @@ __all__ = [
     "register_model",
 ]
 
-#: Every registered model class by name.
-MODELS: dict[str, type["ScaleInvariantNet"]] = {}
 
 #: BatchNorm epsilon. BN computes ``z / sqrt(var(z) + eps)``; with the usual 1e-5 a layer
 #: whose pre-BN variance is small (small weights late in a fixed-LR run) is no longer
@@ -88,30 +87,29 @@ def register_model(name: str | None = None, description: str | None = None) -> C
         if description is not None:
             cls.description = description
         cls.name = key
-        _add(key, cls)
+        ScaleInvariantNet._register(key, cls)
         return cls
 
     return decorate
 
 
-def _add(key: str, cls: type) -> None:
-    old = MODELS.get(key)
-    if old is not None and old is not cls and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
-        raise InputError(f"model name {key!r} is already taken by {old.__module__}.{old.__qualname__}")
-    MODELS[key] = cls
-
-
 def model_names() -> list[str]:
     """Registered names, sorted."""
-    return sorted(MODELS)
+    return sorted(ScaleInvariantNet.names())
 
 
 def get_model_class(name: str) -> type["ScaleInvariantNet"]:
     """The class registered as ``name``; :class:`InputError` naming the choices otherwise."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise InputError(f"unknown model {name!r}; choose one of {', '.join(model_names())}") from None
+    registry = ScaleInvariantNet.registered()
+    if name not in registry:
+        raise InputError(f"unknown model {name!r}; choose one of {', '.join(model_names())}")
+    return registry[name]
+
+
+def __getattr__(name: str):
+    if name == "MODELS":  # the registry itself: name -> class
+        return ScaleInvariantNet._registry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def batch_norm(dims: int, channels: int, eps: float = DEFAULT_BN_EPS) -> nn.Module:
@@ -146,7 +144,7 @@ class FixedHead(nn.Module):
         return f"in_features={self.weight.shape[1]}, out_features={self.weight.shape[0]}, norm={self.norm:g} (fixed)"
 
 
-class ScaleInvariantNet(nn.Module):
+class ScaleInvariantNet(Registered, nn.Module, registry="model"):
     """Base class: a scale-invariant body, then :class:`FixedHead`.
 
     Subclasses implement :meth:`build` (create the layers; return the number of features
@@ -166,12 +164,9 @@ class ScaleInvariantNet(nn.Module):
     input_ranks: ClassVar[tuple[int, ...]] = (1, 2, 3)
 
     def __init_subclass__(cls, name: str | None = None, description: str | None = None, **kwargs):
-        super().__init_subclass__(**kwargs)
         if description is not None:
             cls.description = description
-        if name is not None:
-            cls.name = name
-            _add(name, cls)
+        super().__init_subclass__(name=name, **kwargs)
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, width: int = 8, head_norm: float = 10.0,
                  bn_eps: float = DEFAULT_BN_EPS):

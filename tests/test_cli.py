@@ -82,3 +82,42 @@ def test_check_also_takes_a_comma_list(tmp_path, capsys):
     names = [c["name"] for c in json.loads(capsys.readouterr().out)["checks"]]
     assert names[-2:] == ["noise-trend", "adiabat-noise-trend"]
     assert code == 0  # constant noise: both optional checks pass on the exact theory
+
+
+# ------------------------------------------------------------------------------ instant help
+_HELP_PROBE = """
+import contextlib, io, sys
+from thermonet.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        main(sys.argv[1:])
+    except SystemExit:
+        pass
+print(" ".join(sorted(m for m in ("torch", "sympy", "xarray", "numba", "matplotlib", "scipy", "zarr")
+                      if m in sys.modules)))
+"""
+
+
+def _heavy_modules_after(*args: str) -> set[str]:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _HELP_PROBE, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def test_top_level_help_imports_no_heavy_library():
+    assert _heavy_modules_after("--help") == set()
+    assert _heavy_modules_after("--version") == set()
+
+
+@pytest.mark.parametrize("command", ["theory", "simulate", "check", "report", "train", "fit-eos", "temperature",
+                                     "study"])
+def test_a_command_help_imports_neither_torch_nor_matplotlib(command):
+    assert not _heavy_modules_after(command, "--help") & {"torch", "matplotlib"}
+
+
+def test_the_probe_sees_heavy_imports():
+    """The probe can fail: running a command that computes imports what it needs."""
+    assert "sympy" in _heavy_modules_after("theory", "--protocol", "fixed-lr")

@@ -142,3 +142,82 @@ def test_gpu_session_commands_parse(tmp_path, part, load_script):
         script = ROOT / argv[0]
         assert script.is_file(), f"{name}: {script} missing"
         load_script(argv[0]).build_parser().parse_args(argv[1:])  # SystemExit (exit 2) on a bad flag fails the test
+
+
+# ------------------------------------------------------------------------------ old names
+@pytest.mark.parametrize("old,name,new", [
+    ("thermonet.simulation", "simulate", "thermonet.runs.isotropic"),
+    ("thermonet.ensemble", "train", "thermonet.runs.network"),
+    ("thermonet.free_energy", "hull_temperatures", "thermonet.analysis.hull"),
+    ("thermonet.free_energy", "plot_sweep", "thermonet.reports.free_energy"),
+    ("thermonet.temperature", "noise_trend", "thermonet.analysis.noise"),
+    ("thermonet.temperature", "NoiseTrendCheck", "thermonet.checks.noise_trend"),
+    ("thermonet.eos_fit", "fit_equations_of_state", "thermonet.analysis.eos_fit"),
+    ("thermonet.measured_processes", "measure_process", "thermonet.analysis.processes"),
+    ("thermonet.report", "write_report", "thermonet.reports.report"),
+    ("thermonet.checks.synthetic", "synthetic_run", "thermonet.store.synthetic"),
+    ("thermonet.data", "load_dataset", "thermonet.engines.network.data"),
+    ("thermonet.simulation.rng", "member_keys", "thermonet.engines.rng"),
+])
+def test_old_module_paths_still_work_and_say_where_the_names_went(old, name, new):
+    """0.1's module paths forward to the same objects, with a warning naming the new path."""
+    import importlib
+    import subprocess
+    import sys
+
+    code = (f"import warnings; warnings.simplefilter('always')\n"
+            f"from {old} import {name} as old_obj\nfrom {new} import {name} as new_obj\n"
+            "assert old_obj is new_obj\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ThermonetDeprecationWarning" in done.stderr and f"{old} moved to" in done.stderr
+    assert new in done.stderr or importlib.import_module(new)
+
+
+def test_old_renamed_names_still_work():
+    import warnings
+
+    from thermonet.analysis.power_law import fit_hull_power_law
+    from thermonet.theory import symbols
+
+    with pytest.warns(FutureWarning, match="HYPERPARAMETER_SYMBOLS is deprecated"):
+        table = symbols.HYPERPARAMETER_SYMBOLS
+    assert table["lr"] is symbols.eta and table["sphere_radius"] is symbols.rho0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from thermonet.free_energy import fit_power_law
+    assert fit_power_law is fit_hull_power_law
+
+
+# ------------------------------------------------------------------------------ a wheel
+@pytest.mark.slow
+def test_a_wheel_install_runs_the_studies(tmp_path):
+    """After a non-editable install (a wheel) ``thermonet study`` finds the studies: they ship
+    as thermonet.studies. The wheel is installed into a folder that shadows the editable
+    install, and the main job's --help and a tiny study run from there."""
+    import os
+    import subprocess
+    import sys
+
+    wheels = tmp_path / "wheels"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(wheels), str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = wheels.glob("thermonet-*.whl")
+    target = tmp_path / "site"
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                                str(wheel)], capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    env = dict(os.environ, PYTHONPATH=str(target), MPLBACKEND="Agg")
+    where = subprocess.run([sys.executable, "-c", "import thermonet, thermonet.studies, thermonet.models; "
+                            "print(thermonet.__file__); print(thermonet.studies.__file__)"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert where.returncode == 0, where.stderr
+    assert all(line.startswith(str(target)) for line in where.stdout.split()), where.stdout
+    study = subprocess.run([sys.executable, "-m", "thermonet", "study", "ideal-gas", "--protocols", "fixed-lr",
+                            "--points", "3", "--steps", "400000", "--out", "report", "--runs", "runs"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert study.returncode == 0, study.stderr[-2000:]
+    assert (tmp_path / "report" / "report.md").is_file() and (tmp_path / "runs" / "fixed-lr.zarr").is_dir()
+    bench = target / "thermonet" / "studies" / "benchmarks" / "gpu_session.sh"
+    assert bench.is_file()

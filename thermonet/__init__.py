@@ -2,19 +2,13 @@
 
 The package is layered along the data flow (see ``docs/architecture.md``)::
 
-    theory, estimators -> engines, models -> store -> runs -> analysis -> checks -> reports -> cli
+    base -> theory, estimators -> engines, models -> store -> runs -> analysis -> checks -> reports -> cli
 
 Importing :mod:`thermonet` itself is cheap: ``open_run`` and the subpackages load on
 first use, so that ``thermonet --help`` answers at once.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
-
-try:
-    __version__ = _version("thermonet")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
-
+from thermonet.base.version import __version__
 from thermonet.errors import InputError, StoreError, ThermonetError
 from thermonet import _compat
 

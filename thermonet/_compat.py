@@ -62,6 +62,14 @@ MOVED: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Names that changed as well as moved: old module -> {old name: "new.module:new_name"}.
+RENAMED: dict[str, dict[str, str]] = {
+    "thermonet.free_energy": {"fit_power_law": "thermonet.analysis.power_law:fit_hull_power_law",
+                              "PowerLawFit": "thermonet.analysis.power_law:PowerLaw"},
+    "thermonet.temperature": {"PowerLawTrend": "thermonet.analysis.power_law:PowerLaw"},
+}
+
+
 def _hyperparameter_symbols() -> dict:
     protocols = importlib.import_module("thermonet.theory.protocols")
     out: dict = {}
@@ -103,6 +111,10 @@ class _Alias(types.ModuleType):
     def __getattr__(self, attr: str):
         if attr.startswith("__"):
             raise AttributeError(attr)
+        renamed = RENAMED.get(self.__name__, {}).get(attr)
+        if renamed is not None:
+            module, _, name = renamed.partition(":")
+            return getattr(importlib.import_module(module), name)
         for target in self._targets:
             module = importlib.import_module(target)
             if hasattr(module, attr):

@@ -117,7 +117,7 @@ class SweepTemperatures:
             "hull": list(self.intervals.hull),
             "fit": None if self.fit is None else self.fit.to_dict(),
             "fit_error": self.fit_error,
-            "skipped": [{"lr": float(v), "reason": why} for v, why in self.skipped],
+            "skipped": [{self.lr_name: float(v), "reason": why} for v, why in self.skipped],
         }
 
 

@@ -8,6 +8,11 @@ as one line on stderr with exit status 2, never as a traceback.
 Help is instant: ``thermonet --help`` lists the commands from :data:`COMMANDS` without
 importing any of them, and ``thermonet COMMAND ...`` imports only that command's module,
 which imports the heavy libraries (torch, xarray, matplotlib) only when it runs.
+
+Plugins: before it builds a command, the command line imports every module declared in
+the entry-point group ``thermonet.plugins`` (:data:`PLUGIN_GROUP`) of the installed
+packages, so that protocols, energies, models, equations of state and checks defined
+there register themselves and their flags appear (``docs/tutorial-protocol.md``).
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from thermonet import __version__
+from thermonet.base.version import __version__
 from thermonet.errors import ThermonetError
 
-__all__ = ["COMMANDS", "COMMAND_MODULES", "build_parser", "main"]
+__all__ = ["COMMANDS", "COMMAND_MODULES", "PLUGIN_GROUP", "build_parser", "load_plugins", "main"]
+
+#: Entry-point group whose modules the command line imports before building a command.
+PLUGIN_GROUP = "thermonet.plugins"
 
 #: Subcommand -> (module under thermonet.cli.commands, one line of help), in ``--help`` order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -72,6 +80,24 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def load_plugins() -> list[str]:
+    """Import the modules of every ``thermonet.plugins`` entry point; their names.
+
+    A plugin that fails to import is reported as a :class:`ThermonetError` naming it.
+    """
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for entry in entry_points(group=PLUGIN_GROUP):
+        try:
+            entry.load()
+        except Exception as exc:  # noqa: BLE001 - any failure of a plugin is the same user problem
+            raise ThermonetError(f"the thermonet plugin {entry.name!r} ({entry.value}) failed to import: "
+                                 f"{type(exc).__name__}: {exc}") from None
+        loaded.append(entry.name)
+    return loaded
+
+
 def _command_of(argv: Sequence[str]) -> str | None:
     """The subcommand named in ``argv`` (the first word that is not an option), if known."""
     for word in argv:
@@ -83,8 +109,10 @@ def _command_of(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command_of(argv)
-    parser = build_parser(only=command or "")
     try:
+        if command is not None:
+            load_plugins()
+        parser = build_parser(only=command or "")
         args = parser.parse_args(argv)
     except ThermonetError as exc:  # an option's parser refused a value
         print(f"thermonet: error: {exc}", file=sys.stderr)

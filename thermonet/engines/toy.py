@@ -228,11 +228,11 @@ def single_threaded(fn):
 def toy_engine(energy: SphereToyEnergy, lr: np.ndarray, seeds: int, steps: int, batch_size: int, radius: float,
                log_every: int, seed_offset: int = 0) -> MiniBatchEngine:
     """A :class:`MiniBatchEngine` of ``seeds`` members per learning rate on the fixed sphere of ``radius``."""
-    from thermonet.theory.protocols import get_protocol
+    from thermonet.theory.protocols import FixedSphere
 
-    protocol = get_protocol("fixed-sphere")
-    hp, member_seeds = member_grid({"lr": lr, "sphere_radius": [radius]}, protocol.hyperparameters,
-                                   np.arange(seeds) + seed_offset)
+    protocol = FixedSphere()  # the toy of paper 002 lives on a sphere: (learning rate, radius)
+    grid = dict(zip(protocol.hyperparameters, (lr, [radius])))
+    hp, member_seeds = member_grid(grid, protocol.hyperparameters, np.arange(seeds) + seed_offset)
     keys = rng.member_keys(member_seeds, hp)
     # A separate key space per regime would make the two ensembles share no noise; they
     # share it on purpose here (same batch draws), so the comparison isolates the geometry.

@@ -20,7 +20,7 @@ import numpy as np
 import sympy as sp
 import xarray as xr
 
-from thermonet import __version__
+from thermonet.base.version import __version__
 from thermonet.errors import InputError
 from thermonet.store.schema import empty_dataset
 from thermonet.theory import vmf

@@ -18,10 +18,13 @@ from thermonet.errors import InputError
 
 
 def studies_dir() -> Path:
-    """The folder of the installed ``thermonet.studies`` package."""
-    import thermonet.studies
+    """The folder of the installed ``thermonet.studies`` package (found, not imported)."""
+    import importlib.util
 
-    return Path(thermonet.studies.__file__).resolve().parent
+    spec = importlib.util.find_spec("thermonet.studies")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("the studies are not installed with this thermonet (no thermonet.studies package)")
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
 def available() -> dict[str, Path]:
