@@ -83,6 +83,28 @@ def parse_grid_options(args: argparse.Namespace) -> dict:
             if getattr(args, f"grid_{name}", None) is not None}
 
 
+def start_run(args: argparse.Namespace, settings_cls, run, store_settings, example: str) -> int:
+    """What ``simulate`` and ``train`` do with their arguments: the options given (and, with
+    ``--resume``, the store's for those left out) go to ``run`` (``thermonet.runs.simulate``
+    or ``train``), which checks them against their declarations."""
+    from pathlib import Path
+
+    from thermonet.base.options import given_options
+
+    check_store_options(args, example)
+    out = Path(args.out)
+    options = given_options(args, settings_cls)
+    grid = parse_grid_options(args)
+    if args.resume and (out.exists() or out.is_symlink()):
+        settings = resumed_settings(store_settings(out), options, grid)
+    else:
+        settings = {**options, "grid": grid}
+    path = run(out=out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+               command=command_line(), **settings)
+    print(f"run store: {path}")
+    return 0
+
+
 def resumed_settings(stored: dict, options: dict, grid: dict) -> dict:
     """A store's settings overridden by the options and grids given with ``--resume``
     (grids given for some of the store's hyperparameters replace only those)."""

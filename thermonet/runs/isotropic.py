@@ -59,7 +59,7 @@ def _store_attrs(engine) -> dict:
     return {"energy": engine.energy.describe(), "energy_params": engine.energy.attrs_json(), "rng": rng.SCHEME}
 
 
-def simulate(protocol: str, dim: int = 3, grid: Mapping[str, Sequence[float]] | None = None,
+def simulate(protocol: str | None = None, dim: int = 3, grid: Mapping[str, Sequence[float]] | None = None,
              seeds: Sequence[int] | int = (0,), steps: int = 2_000_000, out: str | Path = "runs/isotropic.zarr", *,
              resume: bool = False, overwrite: bool = False, progress: bool = False, command: str | None = None,
              stop_after: int | None = None, creation_hook=None, **options) -> Path:

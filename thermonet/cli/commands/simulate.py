@@ -14,14 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from thermonet.cli.options import (
-    add_run_options,
-    add_store_options,
-    check_store_options,
-    command_line,
-    parse_grid_options,
-    resumed_settings,
-)
+from thermonet.cli.options import add_run_options, add_store_options, start_run
 from thermonet.errors import InputError
 
 MODELS = ("isotropic",)
@@ -56,25 +49,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from thermonet.base.options import given_options
     from thermonet.runs.isotropic import simulate, store_settings
     from thermonet.runs.options import IsotropicSettings
 
     if args.model not in MODELS:
         raise InputError(f"unknown model {args.model!r}; choose one of {', '.join(MODELS)}")
-    check_store_options(args, "runs/iso-lr.zarr")
-    out = Path(args.out)
-    options = given_options(args, IsotropicSettings)
-    grid = parse_grid_options(args)
-    if args.resume and (out.exists() or out.is_symlink()):
-        settings = resumed_settings(store_settings(out), options, grid)
-    else:
-        if "protocol" not in options:
-            raise InputError("--protocol is required: fixed-lr, fixed-elr, fixed-sphere or a registered one")
-        settings = {**options, "grid": grid}
-    path = simulate(out=out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                    command=command_line(), **settings)
-    print(f"run store: {path}")
-    return 0
+    return start_run(args, IsotropicSettings, simulate, store_settings, "runs/iso-lr.zarr")

@@ -14,15 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from thermonet.cli.options import (
-    add_run_options,
-    add_store_options,
-    check_store_options,
-    command_line,
-    parse_grid_options,
-    resumed_settings,
-)
-from thermonet.errors import InputError
+from thermonet.cli.options import add_run_options, add_store_options, start_run
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -52,24 +44,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from thermonet.base.options import given_options
     from thermonet.runs.network import store_settings, train
     from thermonet.runs.options import TrainSettings
 
-    check_store_options(args, "runs/net.zarr")
-    out = Path(args.out)
-    options = given_options(args, TrainSettings)
-    grid = parse_grid_options(args)
-    if args.resume and (out.exists() or out.is_symlink()):
-        settings = resumed_settings(store_settings(out), options, grid)
-    else:
-        for required, flag in (("model", "--model"), ("protocol", "--protocol"), ("steps", "--steps")):
-            if required not in options:
-                raise InputError(f"{flag} is required")
-        settings = {**options, "grid": grid}
-    path = train(out=out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                 command=command_line(), **settings)
-    print(f"run store: {path}")
-    return 0
+    return start_run(args, TrainSettings, train, store_settings, "runs/net.zarr")

@@ -43,26 +43,27 @@ _GENERATOR_VERSION = "2"
 _TEMPLATE_HOLE = "protocol_step = energy_value_grad = None  # bound by the generated module header  # noqa: F811\n"
 
 
+def _cpu_function(obj, base: type, attribute: str, what: str) -> Callable:
+    """``type(obj).attribute``, unless it is missing, None or the base class's placeholder."""
+    fn = getattr(type(obj), attribute, None)
+    if fn is None or fn is getattr(base, attribute):
+        raise InputError(f"{what} {obj.name or type(obj).__name__!r} declares no {attribute}, so it has no compiled "
+                         f"CPU kernel; use --device cuda or backend='torch'")
+    return fn
+
+
 def step_function_for(protocol) -> Callable:
     """The protocol's plain-Python ``cpu_step`` (InputError when it declares none)."""
     from thermonet.theory.protocols import Protocol
 
-    step = getattr(type(protocol), "cpu_step", None)
-    if step is None or step is Protocol.cpu_step:
-        raise InputError(f"protocol {protocol.name!r} declares no cpu_step, so it has no compiled CPU kernel; "
-                         f"use --device cuda or backend='torch'")
-    return step
+    return _cpu_function(protocol, Protocol, "cpu_step", "protocol")
 
 
 def energy_function_for(energy) -> Callable:
     """The energy's plain-Python ``cpu_value_grad`` (InputError when it declares none)."""
     from thermonet.engines.isotropic.energies import Energy
 
-    fn = getattr(type(energy), "cpu_value_grad", None)
-    if fn is None or fn is Energy.cpu_value_grad:
-        raise InputError(f"energy {energy.name or type(energy).__name__!r} declares no cpu_value_grad, so it has "
-                         f"no compiled CPU kernel; use --device cuda or backend='torch'")
-    return fn
+    return _cpu_function(energy, Energy, "cpu_value_grad", "energy")
 
 
 def _kernel_dir() -> Path:
