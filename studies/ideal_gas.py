@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     page, results = write_report(stores, args.out, labels=[s.stem for s in stores])
     summary = {
-        store.stem: {r.name: {"passed": r.passed, "summary": r.summary} for r in rs}
+        store.stem: {r.name: {"verdict": r.verdict, "evidence": r.evidence, "passed": r.passed, "summary": r.summary} for r in rs}
         for store, rs in zip(stores, results)
     }
     (Path(args.out) / "checks.json").write_text(json.dumps({"timings_s": timings, "checks": summary}, indent=2))

@@ -68,8 +68,9 @@ def test_check_passes_and_writes_json(stores, tmp_path, capsys):
     code = cli.main(["check", stores["good"], "--json", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err
-    assert re.search(r"^maxwell\s+relation_max_beyond_noise\s+\S+\s+0\.1\s+pass$", captured.out, re.M)
-    assert "6 passed, 0 failed, 0 skipped" in captured.out
+    assert re.search(r"^maxwell\s+(theory|identity)\s+relation_max_beyond_noise\s+\S+( ± \S+)?\s+0\.1\s+pass$",
+                     captured.out, re.M)
+    assert "6 passed, 0 failed, 0 inconclusive, 0 skipped" in captured.out
     payload = json.loads(out.read_text())
     assert payload["passed"] is True
     assert payload["protocol"] == "fixed-lr" and payload["kind"] == "isotropic" and payload["window"] == 0.5
@@ -92,8 +93,8 @@ def test_check_fails_with_exit_1(stores, capsys):
     code = cli.main(["check", stores["bad"]])
     out = capsys.readouterr().out
     assert code == 1
-    assert re.search(r"^stationary-radius\s+\S+\s+\S+\s+0\.05\s+fail$", out, re.M)
-    assert "stationary-radius: radius vs discrete prediction" in out
+    assert re.search(r"^stationary-radius\s+(theory|identity)\s+\S+\s+\S+( ± \S+)?\s+0\.05\s+fail$", out, re.M)
+    assert "stationary-radius [fail]: radius vs discrete prediction" in out
 
 
 def test_check_tolerance_override(stores, capsys):
@@ -142,7 +143,8 @@ def test_check_help_documents_exit_codes(capsys):
         cli.main(["check", "--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    assert "exit status" in out and "0  every check passed" in out and "2  bad input" in out
+    assert "exit status" in out and "0  no check failed" in out and "1  at least one check failed" in out
+    assert "2  bad input" in out and "inconclusive" in out
 
 
 # ---------------------------------------------------------------------- thermonet report
@@ -162,7 +164,7 @@ def test_report_command_writes_page_and_figures(stores, tmp_path, capsys):
     for stem in ("a_energy_entropy.png", "b_radius.png", "c_entropy_vs_wd.png", "d_entropy_vs_lr.png",
                  "e_potential_maps.png", "f_maxwell.png", "g_adiabat.png"):
         assert stem in stems
-    assert "| check | key figure | value | tolerance | verdict | summary |" in page
+    assert "| check | evidence | key figure | value ± s.e. | tolerance | verdict | summary |" in page
     assert page.count("## ") == 2
     assert "partial run" in captured.err
 
@@ -183,5 +185,5 @@ def test_check_table_plain(stores):
 
     table = check_table(run_checks(stores["dataset"]), markdown=False)
     lines = table.splitlines()
-    assert lines[0].split() == ["check", "key", "figure", "value", "tolerance", "verdict"]
+    assert lines[0].split() == ["check", "evidence", "key", "figure", "value", "±", "s.e.", "tolerance", "verdict"]
     assert len(lines) == 7

@@ -65,6 +65,34 @@ def nonnegative_count(instance: Any, attribute: attrs.Attribute, value: Any) -> 
         raise InputError(f"{type(instance).__name__}.{attribute.name} must be an int >= 0, got {value!r}")
 
 
+#: A check's verdicts: decided either way, undecidable from this run, or not applicable.
+VERDICTS = ("pass", "fail", "inconclusive", "skip")
+#: What a check's comparison is evidence of.
+EVIDENCE = ("theory", "identity")
+
+
+def decide(key: float, key_se: float, tolerance: float, z: float) -> tuple[str, str]:
+    """The verdict on a key figure (a size of disagreement, ``>= 0``) and what would decide it.
+
+    * ``inconclusive`` when the key figure is not a number, or when ``z`` standard errors
+      of it exceed the tolerance: this run cannot tell a pass from a fail. The second
+      value then says how many more seeds or steps would decide it: the standard error
+      falls as ``1/sqrt(n)``, so about ``(z s.e. / tolerance)**2`` times as many;
+    * otherwise ``pass`` when the key figure is within the tolerance, else ``fail``.
+
+    An unknown standard error (NaN) counts as zero: the figure is judged as it is.
+    """
+    if not math.isfinite(key):
+        return "inconclusive", "the key figure is not a number (missing or non-finite data)"
+    noise = z * key_se if math.isfinite(key_se) else 0.0
+    if noise > tolerance:
+        factor = (noise / tolerance) ** 2 if tolerance > 0 else math.inf
+        shown = f"{factor:.1f}" if factor < 100 else f"{factor:.3g}"
+        return "inconclusive", (f"{z:g} s.e. of the key figure ({noise:.3g}) exceed the tolerance {tolerance:g}: about "
+                                f"{shown}x the seeds or the steps would decide it")
+    return ("pass" if key <= tolerance else "fail"), ""
+
+
 @attrs.frozen(kw_only=True)
 class CheckResult:
     """Outcome of one :class:`Check`.
@@ -73,11 +101,21 @@ class CheckResult:
     ----------
     name, description:
         The check's name and what it compares.
-    passed:
-        ``True``/``False``, or ``None`` when the check was skipped.
-    key:
+    verdict:
+        ``"pass"``, ``"fail"``, ``"inconclusive"`` (this run cannot decide it: see
+        :func:`decide` and ``to_decide``) or ``"skip"`` (the check does not apply).
+    evidence, evidence_reason:
+        ``"theory"``: the comparison can fail if the thermodynamic picture is wrong;
+        ``"identity"``: it holds by a symmetry or by construction for this system, whatever
+        the thermodynamics (then it tests measurement and stationarity, not the theory).
+        The reason says why, in one line.
+    key, key_se:
         Name of the key figure in ``numbers`` that the verdict compares with
-        ``tolerance`` (``None`` when skipped).
+        ``tolerance``, and its standard error (NaN when unknown); ``None`` when skipped.
+    z:
+        Standard errors a decision must clear.
+    to_decide:
+        For an inconclusive check: how many more seeds or steps would decide it.
     numbers:
         The key figures (floats), e.g. ``max_rel_error``; ``*_err`` entries are
         bootstrap standard errors over seeds.
@@ -93,9 +131,14 @@ class CheckResult:
 
     name: str
     description: str
-    passed: bool | None
+    verdict: str = attrs.field(validator=attrs.validators.in_(VERDICTS))
     summary: str
     key: str | None = None
+    key_se: float = math.nan
+    z: float = 3.0
+    evidence: str = attrs.field(default="theory", validator=attrs.validators.in_(EVIDENCE))
+    evidence_reason: str = ""
+    to_decide: str = ""
     numbers: dict[str, float] = attrs.field(factory=dict)
     tolerance: float | None = None
     details: dict[str, Any] = attrs.field(factory=dict, repr=False)
@@ -103,9 +146,9 @@ class CheckResult:
     plotter: Callable[["CheckResult", "Axes"], None] | None = attrs.field(default=None, repr=False, eq=False)
 
     @property
-    def verdict(self) -> str:
-        """``"pass"``, ``"fail"`` or ``"skip"``."""
-        return "skip" if self.passed is None else ("pass" if self.passed else "fail")
+    def passed(self) -> bool | None:
+        """``True`` (pass), ``False`` (fail), ``None`` (inconclusive or skipped)."""
+        return {"pass": True, "fail": False}.get(self.verdict)
 
     @property
     def key_value(self) -> float:
@@ -116,7 +159,7 @@ class CheckResult:
         from thermonet.base.plotting import axes_or_new
 
         fig, ax = axes_or_new(ax)
-        if self.plotter is None or self.passed is None and not self.details:
+        if self.plotter is None or self.verdict == "skip" and not self.details:
             ax.text(0.5, 0.5, f"{self.name}: {self.summary}", ha="center", va="center", wrap=True,
                     transform=ax.transAxes, fontsize=9)
             ax.set_axis_off()
@@ -133,8 +176,13 @@ class CheckResult:
                 "description": self.description,
                 "verdict": self.verdict,
                 "passed": self.passed,
+                "evidence": self.evidence,
+                "evidence_reason": self.evidence_reason,
                 "key": self.key,
                 "key_value": self.key_value if self.key else None,
+                "key_se": self.key_se if self.key else None,
+                "z": self.z,
+                "to_decide": self.to_decide or None,
                 "tolerance": self.tolerance,
                 "summary": self.summary,
                 "numbers": self.numbers,
@@ -160,12 +208,19 @@ class Check(Registered, abc.ABC, registry="check"):
     optional: ClassVar[bool] = False
     #: Only meaningful for the isotropic system with an exact-vMF energy (left out elsewhere).
     needs_exact_vmf: ClassVar[bool] = False
+    #: ``"theory"`` or ``"identity"`` (see :class:`CheckResult`), and why; per run: :meth:`evidence_of`.
+    evidence: ClassVar[str] = "theory"
+    evidence_reason: ClassVar[str] = ""
 
     tolerance: float = attrs.field(default=0.05, validator=nonnegative_tolerance)
 
     def applicability(self, measured: MeasuredStates, states: xr.Dataset) -> str | None:
         """``None`` when the check can run, else the reason it cannot (one line)."""
         return None
+
+    def evidence_of(self, measured: MeasuredStates) -> tuple[str, str]:
+        """``(evidence, reason)`` of this comparison on this run (default: the class's)."""
+        return self.evidence, self.evidence_reason
 
     def run(self, measured: MeasuredStates | xr.Dataset, *, window: float | int = 0.5) -> CheckResult:
         """Run the check on the stationary states over the final ``window`` of the run."""
@@ -181,26 +236,40 @@ class Check(Registered, abc.ABC, registry="check"):
         missing = [v for v in self.requires if v not in states.data_vars or not bool(np.isfinite(states[v]).any())]
         reason = (f"needs {', '.join(missing)}, which the run does not provide" if missing
                   else self.applicability(m, states))
+        evidence, why = self.evidence_of(m)
         if reason:
-            return CheckResult(name=self.name, description=self.description, passed=None, summary=f"skipped: {reason}",
-                               tolerance=self.tolerance, context=context)
+            return CheckResult(name=self.name, description=self.description, verdict="skip",
+                               summary=f"skipped: {reason}", tolerance=self.tolerance, context=context,
+                               evidence=evidence, evidence_reason=why)
         result = self._run(m, states)
-        return attrs.evolve(result, context={**context, **result.context})
+        return attrs.evolve(result, context={**context, **result.context}, evidence=evidence, evidence_reason=why)
 
     @abc.abstractmethod
     def _run(self, measured: MeasuredStates, states: xr.Dataset) -> CheckResult:
         """The comparison itself, on validated stationary states."""
 
-    def _result(self, *, passed: bool, key: str, numbers: Mapping[str, float], summary: str,
-                details: Mapping[str, Any] | None = None, plotter=None, context: Mapping[str, Any] | None = None,
-                tolerance: float | None = None) -> CheckResult:
+    def _result(self, *, key: str, numbers: Mapping[str, float], summary: str, key_se: float | None = None,
+                passed: bool | None = None, details: Mapping[str, Any] | None = None, plotter=None,
+                context: Mapping[str, Any] | None = None, tolerance: float | None = None) -> CheckResult:
+        """The result: with ``key_se`` the verdict is :func:`decide`'s on ``numbers[key]``
+        (pass / fail / inconclusive); without it, ``passed`` decides (pass / fail)."""
+        tol = float(self.tolerance if tolerance is None else tolerance)
+        z = float(getattr(self, "z", 3.0))
+        to_decide = ""
+        if key_se is not None:
+            verdict, to_decide = decide(float(numbers[key]), float(key_se), tol, z)
+        else:
+            verdict = "pass" if passed else "fail"
         return CheckResult(
             name=self.name,
             description=self.description,
-            passed=bool(passed),
+            verdict=verdict,
             key=key,
+            key_se=math.nan if key_se is None else float(key_se),
+            z=z,
+            to_decide=to_decide,
             numbers={k: float(v) for k, v in numbers.items()},
-            tolerance=float(self.tolerance if tolerance is None else tolerance),
+            tolerance=tol,
             summary=summary,
             details=dict(details or {}),
             plotter=plotter,

@@ -120,7 +120,7 @@ def maxwell_table(results, markdown: bool = True) -> str:
     head = ["run", "protocol", "term 1", "term 2", "term 3", "R2", "max rel. error", "mean rel. error"]
     rows = []
     for label, result in items:
-        if result.passed is None:
+        if result.verdict == "skip":
             rows.append([label, str(result.context.get("protocol", "")), result.summary, "", "", "", "", ""])
             continue
         row = table4_row(result)

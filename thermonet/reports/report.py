@@ -28,7 +28,7 @@ from thermonet.analysis.states import seed_mean
 from thermonet.base.plotting import log_mesh
 from thermonet.checks import CheckResult, run_checks
 from thermonet.errors import InputError
-from thermonet.reports.tables import check_table, format_number
+from thermonet.reports.tables import check_table, format_number, verdict_counts
 from thermonet.store import MeasuredStates, as_measured, measured_kind, open_run
 
 __all__ = ["write_report", "report_figures", "check_table", "format_number"]
@@ -106,7 +106,7 @@ def report_figures(measured: MeasuredStates | xr.Dataset, results: Sequence[Chec
     for ax, name, var, ylabel, logy in ((ax1, "vmf-energy", "U", "energy U (mean loss)", True),
                                         (ax2, "vmf-entropy", "S_sphere", "entropy S_1 (nats)", False)):
         r = by_name.get(name)
-        if r is not None and r.passed is not None:
+        if r is not None and r.verdict != "skip":
             r.plot(ax)
         else:
             T = states["T"].values.ravel()
@@ -148,7 +148,7 @@ def report_figures(measured: MeasuredStates | xr.Dataset, results: Sequence[Chec
 
     # (e) potential maps
     r = by_name.get("potential-minimum")
-    if r is not None and r.passed is not None:
+    if r is not None and r.verdict != "skip":
         fig, axes = _figure(4, width=4.6)
         _gap_maps(axes[:3], r)
         r.plot(axes[3])
@@ -161,7 +161,7 @@ def report_figures(measured: MeasuredStates | xr.Dataset, results: Sequence[Chec
                                 ("adiabat", "g_adiabat", "Seed-mean entropy with contours of the fitted surface and "
                                                           "the theory's adiabat direction at each grid point.")):
         r = by_name.get(name)
-        if r is not None and r.passed is not None:
+        if r is not None and r.verdict != "skip":
             fig, (ax,) = _figure()
             r.plot(ax)
             figures[stem] = (fig, caption)
@@ -223,10 +223,9 @@ def write_report(runs: Sequence[str | Path | xr.Dataset], out: str | Path, *, wi
         if prefix in used or len(runs) > 1:
             prefix = f"{index:02d}-{prefix}"
         used.add(prefix)
-        failed = sum(r.passed is False for r in results)
-        passed = sum(r.passed is True for r in results)
+
         lines += [f"## {label}", "", *_metadata(ds, m, states), "",
-                  f"Checks: {passed} passed, {failed} failed, {sum(r.passed is None for r in results)} skipped.", "",
+                  f"Checks: {verdict_counts(results)}.", "",
                   check_table(results), ""]
         for stem, (fig, caption) in report_figures(m, results, window).items():
             name = f"{prefix}_{stem}.png"

@@ -12,8 +12,13 @@ from thermonet.cli.options import add_json_option, add_run_argument, add_window_
 from thermonet.errors import InputError
 
 EPILOG = """\
+verdicts: pass, fail, inconclusive (the run cannot decide: z standard errors of the key
+figure exceed the tolerance; the line below the table says how many more seeds or steps
+would), skip (does not apply). evidence: theory (can fail if the thermodynamics is wrong)
+or identity (holds by a symmetry or by construction for this system).
+
 exit status:
-  0  every check passed (skipped checks do not count)
+  0  no check failed (inconclusive and skipped checks do not count)
   1  at least one check failed
   2  bad input: missing or damaged store, not a thermonet run, bad option
 
@@ -62,7 +67,7 @@ def _tolerances(items: list[str]) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
     from thermonet.checks import default_checks, get_check, run_checks
-    from thermonet.reports.tables import check_table
+    from thermonet.reports.tables import check_table, verdict_counts
     from thermonet.store.accessor import parse_window
 
     window = parse_window(args.window)
@@ -86,18 +91,17 @@ def run(args: argparse.Namespace) -> int:
         "steps_done": measured.steps_done,
         "complete": measured.complete,
         "passed": not failed,
+        "counts": {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "inconclusive", "skip")},
         "checks": [r.to_dict() for r in results],
     }
     if args.json == "-":
         print(json.dumps(payload, indent=2))
     else:
         print(check_table(results, markdown=False))
-        counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "skip")}
-        print(f"\n{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped "
-              f"({measured.protocol.name}, {measured.kind}, window {window})")
+        print(f"\n{verdict_counts(results)} ({measured.protocol.name}, {measured.kind}, window {window})")
         for r in results:
-            if r.passed is not True:
-                print(f"  {r.name}: {r.summary}")
+            if r.verdict != "pass":
+                print(f"  {r.name} [{r.verdict}]: {r.summary}" + (f"; {r.to_decide}" if r.to_decide else ""))
         if args.json:
             path = Path(args.json)
             try:

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         page, results = write_report(datasets, args.out, window=window, dpi=args.dpi, labels=args.run_paths)
-    failed = sum(r.passed is False for rs in results for r in rs)
+    failed = sum(r.verdict == "fail" for rs in results for r in rs)
     total = sum(len(rs) for rs in results)
     print(f"wrote {page} ({len(datasets)} run(s), {total} checks, {failed} failed)")
     return 0
