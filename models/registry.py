@@ -127,21 +127,28 @@ class FixedHead(nn.Module):
     """The last linear layer, not trained: ``logits = features @ weightᵀ`` (no bias).
 
     The weight is a buffer drawn from N(0, 1) and rescaled to Frobenius norm ``norm``.
+    ``trained=True`` makes it a parameter instead, which breaks the network's scale
+    invariance (a control: the identities of THEORY §11 stop holding).
     """
 
-    def __init__(self, in_features: int, out_features: int, norm: float = 10.0):
+    def __init__(self, in_features: int, out_features: int, norm: float = 10.0, trained: bool = False):
         super().__init__()
         if not (math.isfinite(norm) and norm > 0):
             raise InputError(f"head norm must be a finite number > 0, got {norm!r}")
         weight = torch.randn(out_features, in_features)
-        self.register_buffer("weight", weight * (norm / weight.norm()))
+        weight = weight * (norm / weight.norm())
+        if trained:
+            self.weight = nn.Parameter(weight)
+        else:
+            self.register_buffer("weight", weight)
         self.norm = float(norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.weight.shape[1]}, out_features={self.weight.shape[0]}, norm={self.norm:g} (fixed)"
+        fixed = "trained" if isinstance(self.weight, nn.Parameter) else "fixed"
+        return f"in_features={self.weight.shape[1]}, out_features={self.weight.shape[0]}, norm={self.norm:g} ({fixed})"
 
 
 class ScaleInvariantNet(Registered, nn.Module, registry="model"):
@@ -169,7 +176,7 @@ class ScaleInvariantNet(Registered, nn.Module, registry="model"):
         super().__init_subclass__(name=name, **kwargs)
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, width: int = 8, head_norm: float = 10.0,
-                 bn_eps: float = DEFAULT_BN_EPS):
+                 bn_eps: float = DEFAULT_BN_EPS, train_head: bool = False):
         super().__init__()
         shape = tuple(int(s) for s in input_shape)
         if len(shape) not in self.input_ranks or any(s < 1 for s in shape):
@@ -187,7 +194,7 @@ class ScaleInvariantNet(Registered, nn.Module, registry="model"):
         self.spatial_dims = len(shape) - 1  # 0 for vectors
         self.in_channels = shape[0]
         n_features = int(self.build(self.width))
-        self.head = FixedHead(n_features, self.num_classes, head_norm)
+        self.head = FixedHead(n_features, self.num_classes, head_norm, trained=train_head)
 
     # -------------------------------------------------------------- for subclasses
     def build(self, width: int) -> int:  # pragma: no cover - abstract
@@ -234,6 +241,7 @@ class ScaleInvariantNet(Registered, nn.Module, registry="model"):
 
 def build_model(name: str, *, input_shape: Sequence[int], num_classes: int, width: int = 8,
                 head_norm: float = 10.0, seed: int | None = None, bn_eps: float = DEFAULT_BN_EPS,
+                train_head: bool = False,
                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> ScaleInvariantNet:
     """Instantiate the registered model ``name``.
 
@@ -243,11 +251,13 @@ def build_model(name: str, *, input_shape: Sequence[int], num_classes: int, widt
     """
     cls = get_model_class(name)
     if seed is None:
-        model = cls(input_shape, num_classes, width=width, head_norm=head_norm, bn_eps=bn_eps)
+        model = cls(input_shape, num_classes, width=width, head_norm=head_norm, bn_eps=bn_eps,
+                    train_head=train_head)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
-            model = cls(input_shape, num_classes, width=width, head_norm=head_norm, bn_eps=bn_eps)
+            model = cls(input_shape, num_classes, width=width, head_norm=head_norm, bn_eps=bn_eps,
+                    train_head=train_head)
     return model.to(device=device, dtype=dtype)
 
 

@@ -57,7 +57,9 @@ def test_version_1_stores_pass_through_check_and_report(tmp_path):
 
 def test_the_same_command_writes_the_same_numbers_as_thermonet_0_1(tmp_path):
     """The counter-based RNG makes a run a pure function of its settings: today's simulator
-    reproduces the 0.1 store bit for bit (the schema is the same, plus schema_version)."""
+    reproduces the 0.1 store bit for bit. Schema 3 renamed one variable: 0.1's ``loss`` was
+    the loss at the log step, now ``loss_snapshot``; ``loss`` is the interval's time average
+    (a new number, checked against the snapshots' mean)."""
     from thermonet.runs import simulate
 
     old = xr.open_zarr(V1 / "iso-fixed-lr.zarr")
@@ -67,10 +69,15 @@ def test_the_same_command_writes_the_same_numbers_as_thermonet_0_1(tmp_path):
                         queue_every=attrs["queue_every"], log_every=attrs["log_every"], out=tmp_path / "new.zarr")
     new = xr.open_zarr(new_path)
     assert new.attrs["schema_version"] == SCHEMA_VERSION
-    assert set(new.data_vars) == set(old.data_vars)
+    assert set(new.data_vars) == set(old.data_vars) | {"loss_snapshot"}
     for name in old.data_vars:
-        np.testing.assert_allclose(new[name].values, old[name].values, rtol=1e-12, atol=0, equal_nan=True,
-                                   err_msg=name)
+        np.testing.assert_allclose(new["loss_snapshot" if name == "loss" else name].values, old[name].values,
+                                   rtol=1e-12, atol=0, equal_nan=True, err_msg=name)
+    # the time average and the snapshots estimate the same mean energy
+    late = dict(step=slice(new.sizes["step"] // 2, None))
+    average, snapshot = float(new["loss"].isel(late).mean()), float(new["loss_snapshot"].isel(late).mean())
+    assert average == pytest.approx(snapshot, rel=0.3)
+    assert not np.allclose(new["loss"].values, new["loss_snapshot"].values)
 
 
 def test_a_store_from_a_newer_thermonet_is_refused_with_its_version(tmp_path):
@@ -92,8 +99,9 @@ def test_every_schema_variable_is_documented():
 def test_the_protocol_adds_its_measured_pressure_and_the_kind_its_variables():
     sphere, lr = get_protocol("fixed-sphere"), get_protocol("fixed-lr")
     names = lambda kind, p: [v.name for v in variables_for(kind, p)]  # noqa: E731
-    assert names("isotropic", lr) == ["loss", "rho", "grad_norm_sq", "sigma2", "trace_sigma", "grad_full_sq",
-                                      "entropy_sphere", "entropy"]
+    assert names("isotropic", lr) == ["loss", "loss_snapshot", "rho", "grad_norm_sq", "sigma2", "trace_sigma",
+                                      "grad_full_sq", "entropy_sphere", "entropy"]
+    assert "loss_full" in names("network", lr) and "loss_snapshot" not in names("network", lr)
     assert "lambda_eff" in names("isotropic", sphere) and "lambda_eff" not in names("isotropic", lr)
     assert {"train_accuracy", "diverged_at"} <= set(names("network", lr))
     required = [v.name for v in variables_for("isotropic", sphere) if v.required]

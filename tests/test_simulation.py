@@ -185,7 +185,7 @@ def test_store_schema_and_partial_run(tmp_path):
     ds = xr.open_zarr(out)
     assert ds.loss.dims == ("lr", "sphere_radius", "seed", "step")
     assert ds.entropy.dims == ("lr", "sphere_radius", "seed", "entropy_step")
-    assert set(ds.data_vars) == {"loss", "rho", "grad_norm_sq", "sigma2", "trace_sigma", "grad_full_sq",
+    assert set(ds.data_vars) == {"loss", "loss_snapshot", "rho", "grad_norm_sq", "sigma2", "trace_sigma", "grad_full_sq",
                                  "lambda_eff", "entropy_sphere", "entropy"}
     for name in ds.data_vars:
         assert ds[name].dtype == np.float64

@@ -29,7 +29,7 @@ def _write(ds: xr.Dataset, path) -> str:
 
 @pytest.fixture(scope="module")
 def lr_run() -> xr.Dataset:
-    return synthetic_run("fixed-lr", dim=3, seeds=2, n_logs=40, rng=1)
+    return synthetic_run("fixed-lr", dim=3, seeds=2, n_logs=40, noise=0.01, entropy_noise=0.01, rng=1)
 
 
 # ---------------------------------------------------------------------- open_run: bad inputs
@@ -254,5 +254,6 @@ def test_stationary_standard_errors(lr_run):
     for var in ("U_se", "rho_se", "S_se", "S_sphere_se"):
         assert st[var].dims == ("lr", "wd", "seed")
         assert (st[var] > 0).all()
-    # loss noise is 1 % per log: the standard error of a 20-log mean is about 0.2 %
-    assert float((st["U_se"] / st["U"]).median()) == pytest.approx(0.01 / np.sqrt(20), rel=0.5)
+    # loss noise is 1 % per log: the standard error of a 20-log mean is 0.22 %; each member's
+    # batch-means estimate has 9 degrees of freedom (+/- 24 %), the median of 50 about +/- 5 %
+    assert float((st["U_se"] / st["U"]).median()) == pytest.approx(0.01 / np.sqrt(20), rel=0.15)

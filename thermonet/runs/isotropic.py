@@ -50,13 +50,16 @@ def _engine(settings: IsotropicSettings):
                        hp, rng.member_keys(member_seeds, hp), device=settings.device, sigma=settings.sigma,
                        total_steps=settings.steps, log_every=settings.log_every, queue_size=settings.queue_size,
                        queue_every=settings.queue_every, init_radius=settings.init_radius,
-                       entropy_method=settings.entropy_method, entropy_k=settings.entropy_k)
+                       entropy_method=settings.entropy_method, entropy_k=settings.entropy_k,
+                       noise_anisotropy=settings.noise_anisotropy, noise_dof=settings.noise_dof,
+                       momentum=settings.momentum, noise_trend=settings.noise_trend)
 
 
-def _store_attrs(engine) -> dict:
+def _store_attrs(settings: IsotropicSettings, engine) -> dict:
     from thermonet.engines import rng
 
-    return {"energy": engine.energy.describe(), "energy_params": engine.energy.attrs_json(), "rng": rng.SCHEME}
+    return {"energy": engine.energy.describe(), "energy_params": engine.energy.attrs_json(), "rng": rng.SCHEME,
+            "control": settings.control}
 
 
 def simulate(protocol: str | None = None, dim: int = 3, grid: Mapping[str, Sequence[float]] | None = None,
@@ -77,6 +80,7 @@ def simulate(protocol: str | None = None, dim: int = 3, grid: Mapping[str, Seque
     """
     settings = IsotropicSettings.resolve(protocol=protocol, dim=dim, grid=dict(grid or {}), seeds=seeds,
                                          steps=steps, **options)
-    return driver.run(settings, out, kind=KIND, build_engine=lambda: _engine(settings), store_attrs=_store_attrs,
+    return driver.run(settings, out, kind=KIND, build_engine=lambda: _engine(settings),
+                      store_attrs=lambda engine: _store_attrs(settings, engine),
                       describe=settings.protocol, resume=resume, overwrite=overwrite, progress=progress,
                       command=command, stop_after=stop_after, creation_hook=creation_hook)

@@ -11,7 +11,7 @@ Every (hyperparameter point, seed) is one member (store order: hp₁, hp₂, …
 engine is :class:`thermonet.engines.network.EnsembleEngine`; the driver loop, the store
 and the checkpoint are those of every run (:func:`thermonet.runs.driver.run`). The store
 schema is the simulator's (``kind`` = ``"network"``) plus ``train_accuracy``,
-``test_loss``, ``test_accuracy``, ``snr``, ``batch_loss`` and ``diverged_at`` (hp…, seed;
+``test_loss``, ``test_accuracy``, ``snr``, ``loss_full`` and ``diverged_at`` (hp…, seed;
 −1 when the member never diverged). Batches are counter-based, so a resumed run follows
 the same batches.
 """
@@ -55,13 +55,15 @@ def plan_memory(settings: TrainSettings, dataset) -> dict:
 
     dtype = getattr(torch, settings.dtype)
     model = build_model(settings.model, input_shape=dataset.input_shape, num_classes=dataset.num_classes,
-                        width=settings.width, head_norm=settings.head_norm, seed=0, dtype=torch.float64)
+                        width=settings.width, head_norm=settings.head_norm, seed=0, dtype=torch.float64,
+                        bn_eps=settings.bn_eps, train_head=settings.train_head)
     dim = model.num_trained()
     if dim < 2:
         raise InputError(f"model {settings.model} has D = {dim} trained parameters; the sphere needs D >= 2")
     probe = dataset.x_train[: min(8, dataset.n_train)].to(device="cpu", dtype=torch.float64)
     deviation = check_scale_invariance(model, probe)
-    if not deviation < 1e-6:
+    broken_on_purpose = settings.train_head or settings.bn_eps > 1e-6
+    if not deviation < 1e-6 and not broken_on_purpose:
         raise InputError(f"model {settings.model} is not scale-invariant: scaling its trained parameters changes "
                          f"the outputs by {deviation:.2g} (relative); every trained layer must be bias-free and "
                          f"followed by BatchNorm without affine parameters, and the head must be fixed")
@@ -78,7 +80,8 @@ def plan_memory(settings: TrainSettings, dataset) -> dict:
     else:
         budget, where = memory_budget(settings.device)
     check_memory(estimate, budget, where, members=settings.members, queue_size=settings.queue_size, dim=dim)
-    return {**estimate, "dim": dim, "budget": budget, "activations_per_example": acts}
+    return {**estimate, "dim": dim, "budget": budget, "activations_per_example": acts,
+            "scale_invariance_deviation": float(deviation)}
 
 
 def _engine(settings: TrainSettings):
@@ -104,19 +107,23 @@ def _engine(settings: TrainSettings):
         dtype=getattr(torch, settings.dtype), allow_tf32=settings.allow_tf32, compile=settings.compile or False,
         grad_chunk=settings.grad_chunk, autocast=settings.autocast, vectorize=settings.vectorize,
         total_steps=settings.steps, log_every=settings.log_every, entropy_method=settings.entropy_method,
-        entropy_k=settings.entropy_k, checkpoint_queue=settings.checkpoint_queue,
+        entropy_k=settings.entropy_k, checkpoint_queue=settings.checkpoint_queue, momentum=settings.momentum,
+        bn_eps=settings.bn_eps, train_head=settings.train_head,
     )
     engine.plan = plan
     return engine
 
 
-def _store_attrs(engine) -> dict:
+def _store_attrs(settings: TrainSettings, engine) -> dict:
     import torch
 
     data = engine.data
+    deviation = engine.plan["scale_invariance_deviation"]
     return {"dim": int(engine.dim), "dataset_info": json.dumps(data.info), "num_classes": data.num_classes,
             "n_train": data.n_train, "n_test": data.n_test, "input_shape": list(data.input_shape),
-            "torch_version": torch.__version__, "memory_estimate_bytes": int(engine.plan["total"])}
+            "torch_version": torch.__version__, "memory_estimate_bytes": int(engine.plan["total"]),
+            "control": settings.control, "scale_invariant": bool(deviation < 1e-6),
+            "scale_invariance_deviation": deviation}
 
 
 @contextlib.contextmanager
@@ -149,6 +156,7 @@ def train(out: str | Path = "runs/net.zarr", *, resume: bool = False, overwrite:
     settings = TrainSettings.resolve(**options)
     with _threads(settings.threads):
         return driver.run(settings, out, kind=KIND, build_engine=lambda: _engine(settings),
-                          store_attrs=_store_attrs, describe=f"{settings.model} {settings.protocol}", resume=resume,
+                          store_attrs=lambda engine: _store_attrs(settings, engine),
+                          describe=f"{settings.model} {settings.protocol}", resume=resume,
                           overwrite=overwrite, progress=progress, command=command, stop_after=stop_after,
                           creation_hook=creation_hook)

@@ -79,12 +79,24 @@ def dataset_spec(value: Any, label: str) -> str:
 
 
 def parse_seeds(value: Any, label: str) -> tuple[int, ...]:
-    """Distinct seeds in 0 .. 2**63-1 from an int, a comma list or a sequence."""
+    """Distinct seeds in 0 .. 2**63-1 from an int, a comma list with ranges (``"0-7,10"``) or a
+    sequence."""
     if isinstance(value, (int, np.integer)):
         value = [value]
-    if isinstance(value, str):
-        value = [s for s in value.split(",") if s.strip()]
     seed = integer(minimum=0, maximum=MAX_SEED)
+    if isinstance(value, str):
+        items: list[Any] = []
+        for part in (p.strip() for p in value.split(",")):
+            if "-" in part.lstrip("-") and not part.startswith("-"):
+                low, high = (seed(x, label) for x in part.split("-", 1))
+                if high < low:
+                    raise InputError(f"{label}: range {part!r} runs backwards")
+                if high - low >= 1_000_000:
+                    raise InputError(f"{label}: range {part!r} has more than a million seeds")
+                items.extend(range(low, high + 1))
+            elif part:
+                items.append(part)
+        value = items
     out = tuple(seed(s, label) for s in value)
     if not out:
         raise InputError(f"{label}: give at least one seed")
@@ -167,12 +179,29 @@ class RunSettings(OptionSet):
     init_radius: float | None = option(flag="--init-radius", parse=number(positive=True),
                                        help="initial radius of the weights, where the protocol allows one "
                                             "(not fixed-sphere)")
+    momentum: float = option(0.0, flag="--momentum", parse=number(minimum=0),
+                             help="heavy-ball momentum beta in [0, 1): the protocol moves along v <- beta v + g "
+                                  "(a control: the theory describes plain SGD, beta = 0)")
     checkpoint_every: float = option(60.0, flag="--checkpoint-every", parse=number(positive=True), resume="free",
                                      help="seconds between checkpoints")
     flush_seconds: float = option(2.0, flag="--flush-seconds", parse=number(positive=True), resume="free",
                                   store=False, help="target seconds of work between writes to the store")
 
     # the store's dimension of each member and the schedule ------------------------
+    def _broken(self) -> list[str]:
+        """The theory's assumptions this run breaks on purpose, as ``option=value``."""
+        return [f"momentum={self.momentum:g}"] if self.momentum != 0 else []
+
+    @property
+    def control(self) -> str:
+        """What the run breaks on purpose (``"none"``: the system the theory describes); see
+        ``thermonet study controls``. Stored as the attribute ``control``."""
+        return ",".join(self._broken()) or "none"
+
+    @property
+    def is_control(self) -> bool:
+        return bool(self._broken())
+
     @property
     def members(self) -> int:
         return int(np.prod([len(v) for v in self.grid.values()])) * len(self.seeds)
@@ -242,6 +271,10 @@ class RunSettings(OptionSet):
             raise InputError(f"--entropy-k {self.entropy_k} must be smaller than --queue-size {self.queue_size}")
         return {"log_every": log_every, "queue_every": queue_every, "entropy_every": entropy_every}
 
+    def _controls(self) -> None:
+        if not self.momentum < 1:
+            raise InputError(f"--momentum must be < 1 (heavy-ball SGD diverges at 1), got {self.momentum:g}")
+
     def _init_radius(self, grid: dict) -> None:
         """The protocol refuses ``init_radius`` where it puts the members itself (the sphere)."""
         if self.init_radius is not None:
@@ -296,10 +329,33 @@ class IsotropicSettings(RunSettings):
                               "~100 the CPU kernel is faster)")
     backend: str | None = option(flag="--backend", parse=choice("numba", "torch"),
                                  help="advanced: numba (CPU default) or torch (CUDA default; slow on CPU)")
+    noise_anisotropy: float = option(1.0, flag="--noise-anisotropy", parse=number(minimum=1),
+                                     help="ratio of the largest to the smallest per-direction noise scale (1: "
+                                          "isotropic, the theory's assumption; > 1: a control)")
+    noise_dof: int | None = option(flag="--noise-dof", parse=integer(minimum=3),
+                                   help="Student-t noise with this many degrees of freedom, scaled to unit variance "
+                                        "(heavy tails, a control; default Gaussian)")
+
+    noise_trend: float = option(0.0, flag="--noise-trend", parse=number(),
+                                help="noise level varying over the grid, sigma^2 ~ x^VALUE with x the protocol's "
+                                     "noise-trend variable (lr*wd, elr, lr/sphere_radius^2) relative to its "
+                                     "geometric mean on the grid (0: one constant level, the theory's assumption; "
+                                     "else a control, as networks behave)")
+
+    def _broken(self) -> list[str]:
+        broken = super()._broken()
+        if self.noise_anisotropy != 1:
+            broken.append(f"noise_anisotropy={self.noise_anisotropy:g}")
+        if self.noise_dof is not None:
+            broken.append(f"noise_dof={self.noise_dof}")
+        if self.noise_trend != 0:
+            broken.append(f"noise_trend={self.noise_trend:g}")
+        return broken
 
     def derive(self) -> "IsotropicSettings":
         updates: dict[str, Any] = {"grid": self._grid(), **self._schedule(logs=1000, queue_every=self.queue_every)}
         self._init_radius(updates["grid"])
+        self._controls()
         if self.entropy_method == "auto":
             updates["entropy_method"] = "angles" if self.dim == 3 else "chord"
         backend = self.backend or ("numba" if self.device == "cpu" else "torch")
@@ -376,10 +432,23 @@ class TrainSettings(RunSettings):
     autocast: str | None = option(flag="--autocast", parse=choice("bf16", none=("", "none", "off")),
                                   help="bf16: forward/backward of training steps in bfloat16 (weights, updates and "
                                        "measurements stay in --dtype); default none")
+    bn_eps: float = option(1e-12, flag="--bn-eps", parse=number(positive=True),
+                           help="BatchNorm epsilon; values far above the pre-BN variances break the scale "
+                                "invariance (a control)")
+    train_head: bool = option(False, flag="--train-head", parse=boolean, switch=True,
+                              help="train the last layer too, which breaks the scale invariance (a control)")
     vectorize: str = option("auto", flag="--vectorize", parse=choice("auto", "vmap", "loop"), resume="free",
                             help="how members are evaluated: vmap (one call, grouped convolutions; GPU), loop "
                                  "(member by member, dense layers) or auto (vmap on CUDA; on a CPU the loop for "
                                  "networks with >= 16384 activations per example, else vmap)")
+
+    def _broken(self) -> list[str]:
+        broken = super()._broken()
+        if self.train_head:
+            broken.append("train_head")
+        if self.bn_eps > 1e-6:
+            broken.append(f"bn_eps={self.bn_eps:g}")
+        return broken
 
     def derive(self) -> "TrainSettings":
         queue_every = max(1, self.steps // (2 * self.queue_size))
@@ -389,4 +458,5 @@ class TrainSettings(RunSettings):
         if self.eval_batch_size is None:
             updates["eval_batch_size"] = self.batch_size
         self._init_radius(updates["grid"])
+        self._controls()
         return attrs.evolve(self, **updates)

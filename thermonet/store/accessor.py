@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from thermonet.errors import InputError, StoreError
-from thermonet.store.schema import ENTROPY_STEP, STEP, check_dataset
+from thermonet.store.schema import ENTROPY_STEP, STEP, TIME_AVERAGED, check_dataset
 
 if TYPE_CHECKING:
     from thermonet.theory.protocols import Protocol
@@ -75,6 +75,44 @@ def batch_standard_error(series: xr.DataArray, axis: str, batches: int = 10) -> 
     dims = [d for d in series.dims if d != axis]
     coords = {k: v for k, v in series.coords.items() if axis not in v.dims}
     return xr.DataArray(se, dims=dims, coords=coords)
+
+
+#: Family-wise false-alarm rate of the drift test over all members and variables of a run.
+DRIFT_ALPHA = 0.01
+
+
+def drift_batches(n: int) -> int:
+    """Batches per half-window the drift test uses on ``n`` logs: 2 to 10, at least 4 logs each."""
+    return max(2, min(10, (n // 2) // 4))
+
+
+def drift_z(series: xr.DataArray, axis: str, batches: int | None = None) -> xr.DataArray:
+    """Drift of every member over a window: the second half's mean minus the first half's, in
+    standard errors of that difference (batch means, ``batches`` per half, default
+    :func:`drift_batches`). NaN with too few logs to tell. The statistic is Student-t
+    distributed with about ``2 (batches - 1)`` degrees of freedom (:func:`drift_threshold`)."""
+    n = series.sizes[axis]
+    if n < 4:
+        return xr.full_like(series.isel({axis: 0}, drop=True), np.nan, dtype=float)
+    batches = drift_batches(n) if batches is None else int(batches)
+    first, second = series.isel({axis: slice(0, n // 2)}), series.isel({axis: slice(n // 2, None)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        diff = second.mean(axis, skipna=True) - first.mean(axis, skipna=True)
+        se = np.sqrt(batch_standard_error(first, axis, batches) ** 2 + batch_standard_error(second, axis, batches) ** 2)
+        # a pinned quantity (the fixed sphere's radius) varies only by rounding: no drift to test
+        level = np.abs(series.mean(axis, skipna=True))
+        return xr.where(se > 1e-9 * level, diff / se, 0.0).where(np.isfinite(diff))
+
+
+def drift_threshold(tests: int, alpha: float = DRIFT_ALPHA, dof: float | None = None) -> float:
+    """|z| above which a drift is called significant with ``tests`` tests at family-wise ``alpha``
+    (Bonferroni, two-sided): the Student-t quantile with ``dof`` degrees of freedom (the
+    batch-means standard error is itself estimated from few batches), normal when ``None``."""
+    from scipy import stats
+
+    p = 1 - alpha / (2 * max(1, tests))
+    return float(stats.norm.ppf(p) if dof is None else stats.t.ppf(p, dof))
 
 
 def parse_window(text: str) -> float | int:
@@ -157,8 +195,10 @@ class ThermoAccessor:
 
         Returns a Dataset over (hyperparameters..., seed) with
 
-        * ``U``: mean loss; ``rho``: mean radius; ``V = rho**2 / 2`` of that mean radius
-          (the same mean radius that enters ``S = S_1 + (D-1) ln rho``);
+        * ``U``: mean loss (a time average over every step since schema 3; attribute
+          ``energy_average`` says ``"time"`` or ``"snapshot"``); ``rho``: mean radius;
+          ``V = rho**2 / 2`` of that mean radius (the same mean radius that enters
+          ``S = S_1 + (D-1) ln rho``);
         * ``S``: mean ``entropy``; ``S_sphere``: mean ``entropy_sphere`` (both NaN when
           the store has no entropy);
         * ``sigma2``, and where stored ``trace_sigma``, ``grad_full_sq``,
@@ -169,6 +209,9 @@ class ThermoAccessor:
         * ``U_se``, ``rho_se``, ``S_se``, ``S_sphere_se`` (and ``trace_sigma_se``,
           ``grad_full_sq_se`` where stored): standard errors of those window means by
           batch means (:func:`batch_standard_error`, 10 batches);
+        * ``drift_U``, ``drift_rho``: the second half of the window minus the first, in
+          standard errors (:func:`drift_z`); ``stationary``: neither drifts beyond
+          :func:`drift_threshold` (Bonferroni over the run's members, family-wise 1 %);
         * ``T = protocol.temperature(hp, rho, sigma2)``;
         * ``P``: the protocol's pressure (:meth:`Protocol.pressure`): the weight decay
           ``wd`` (fixed LR/ELR) or the mean of the measured ``lambda_eff`` (fixed sphere).
@@ -199,6 +242,17 @@ class ThermoAccessor:
             out["rho_sq_rel_var"] = (rho_sq.var("step", skipna=True)
                                      / rho_sq.mean("step", skipna=True) ** 2).transpose(*order)
         errors = {"U_se": standard_error("loss", win, "step"), "rho_se": standard_error("rho", win, "step")}
+        # the drift test: is the window stationary? (second half vs first half)
+        drift = {f"drift_{name}": drift_z(win[var].load(), "step").transpose(*order)
+                 for name, var in (("U", "loss"), ("rho", "rho"))}
+        tests = int(sum(np.isfinite(d.values).sum() for d in drift.values()))
+        threshold = drift_threshold(tests, dof=2 * (drift_batches(win.sizes["step"]) - 1))
+        with np.errstate(invalid="ignore"):
+            drifting = np.zeros(out["U"].shape, dtype=bool)
+            for d in drift.values():
+                drifting |= np.abs(d.values) > threshold
+        out.update(drift)
+        out["stationary"] = xr.DataArray(~drifting, dims=order, coords=out["U"].coords)
         pressure = [self.protocol.measured_pressure] if self.protocol.measured_pressure else []
         for var in ("sigma2", "trace_sigma", "grad_full_sq", "grad_norm_sq", *pressure):
             if var in ds.data_vars:
@@ -237,6 +291,7 @@ class ThermoAccessor:
         first = ["U", "S", "S_sphere", "T", "P", "V", "rho", "sigma2"]
         names = first + [k for k in out if k not in first]
         result = xr.Dataset({k: out[k] for k in names})
+        version = int(ds.attrs.get("schema_version", 1))
         result.attrs = {
             "protocol": protocol.name,
             "kind": self.kind,
@@ -245,6 +300,8 @@ class ThermoAccessor:
             "window_last_step": int(steps[-1]),
             "window_logs": int(steps.size),
             "steps_done": self.steps_done,
+            "energy_average": "time" if version >= TIME_AVERAGED else "snapshot",
+            "drift_threshold": threshold,
         }
         self._cache[key] = result
         return result

@@ -48,8 +48,13 @@ __all__ = [
     "variables_for",
 ]
 
-#: The version this thermonet writes (attribute ``schema_version``; absent = 1).
-SCHEMA_VERSION = 2
+#: The version this thermonet writes (attribute ``schema_version``; absent = 1). Version 3:
+#: ``loss`` is the time average over every step of a log interval (``loss_snapshot`` /
+#: ``loss_full`` keep the value at the log step) and ``grad_norm_sq`` the mean over the
+#: interval's training steps; versions 1 and 2 logged snapshots (see :data:`TIME_AVERAGED`).
+SCHEMA_VERSION = 3
+#: The first version whose ``loss`` is a time average.
+TIME_AVERAGED = 3
 #: Values of the ``kind`` attribute: the simulated isotropic test system, or trained networks.
 KINDS = ("isotropic", "network")
 #: Attributes every run holds.
@@ -80,9 +85,12 @@ class Variable:
 
 #: Every variable a writer may create, in store order.
 VARIABLES: tuple[Variable, ...] = (
-    Variable("loss", STEP, "training loss (internal energy)", required=True),
+    Variable("loss", STEP, "training loss averaged over every step of the log interval (internal energy)",
+             required=True),
+    Variable("loss_snapshot", STEP, "the energy at the log step", kinds=("isotropic",)),
+    Variable("loss_full", STEP, "loss on the full training set at the log step", kinds=("network",)),
     Variable("rho", STEP, "weight norm ||w|| at the log step", required=True),
-    Variable("grad_norm_sq", STEP, "mean ||g~||**2 of the stochastic gradients"),
+    Variable("grad_norm_sq", STEP, "mean ||g~||**2 of the training steps' stochastic gradients over the interval"),
     Variable("sigma2", STEP, "noise level at unit norm, trSigma(x)/(D-1)", required=True),
     Variable("trace_sigma", STEP, "trSigma(x) at unit norm"),
     Variable("grad_full_sq", STEP, "G1**2 = ||grad L(x)||**2 at unit norm"),
@@ -91,7 +99,6 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("test_loss", STEP, "loss on the test set", kinds=("network",)),
     Variable("test_accuracy", STEP, "accuracy on the test set", kinds=("network",)),
     Variable("snr", STEP, "gradient signal-to-noise ratio ||g||/sqrt(trSigma(w))", kinds=("network",)),
-    Variable("batch_loss", STEP, "mean mini-batch loss over the log interval", kinds=("network",)),
     Variable("entropy_sphere", ENTROPY_STEP, "S1, entropy of the direction on S^(D-1) (nats)"),
     Variable("entropy", ENTROPY_STEP, "S = S1 + (D-1) ln rho_bar (nats)"),
     Variable("diverged_at", None, "step at which the member diverged and was frozen, -1 if never",

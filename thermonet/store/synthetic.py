@@ -17,7 +17,6 @@ import datetime as _dt
 from collections.abc import Callable, Mapping
 
 import numpy as np
-import sympy as sp
 import xarray as xr
 
 from thermonet.base.version import __version__
@@ -25,9 +24,7 @@ from thermonet.errors import InputError
 from thermonet.store.schema import empty_dataset
 from thermonet.theory import vmf
 from thermonet.theory.protocols import get_protocol
-from thermonet.theory.symbols import grad_sq, trace_sigma
-from thermonet.theory.symbols import rho as rho_symbol
-from thermonet.theory.symbols import sigma2 as sigma2_symbol
+from thermonet.theory.system import IsotropicNoiseSystem
 
 __all__ = ["synthetic_run", "default_grid"]
 
@@ -42,11 +39,6 @@ def default_grid(protocol: str, points: int = 5) -> dict[str, np.ndarray]:
             for name in proto.hyperparameters}
 
 
-def _full_gradient_sq(kappa: np.ndarray, dim: float) -> np.ndarray:
-    """E||grad L(x)||**2 = E[1 - <mu, x>**2] = (D-1) A_D(kappa) / kappa under vMF."""
-    return (dim - 1) * vmf.mean_resultant_length(kappa, dim) / kappa
-
-
 def synthetic_run(
     protocol: str = "fixed-lr",
     grid: Mapping[str, np.ndarray] | None = None,
@@ -57,8 +49,8 @@ def synthetic_run(
     n_logs: int = 40,
     log_every: int = 100,
     entropy_every: int = 400,
-    noise: float = 0.01,
-    entropy_noise: float = 0.01,
+    noise: float = 0.004,
+    entropy_noise: float = 0.004,
     loss_noise: float | None = None,
     transient: float = 0.25,
     discrete: bool = True,
@@ -106,23 +98,13 @@ def synthetic_run(
     sigma2 = sigma_values**2
     trace = sigma2 * (dim - 1)
 
-    rho = proto.predicted("rho", hp, sigma2, dim)
     if discrete:
-        # Fixed point of rho = discrete radius(trSigma, G1sq(kappa(rho))); lambdified once.
-        discrete_radius = sp.lambdify(
-            [*proto.symbols.values(), trace_sigma, grad_sq],
-            proto.stationary_radius_discrete(),
-            "numpy",
-        )
-        temperature = sp.lambdify([*proto.symbols.values(), rho_symbol, sigma2_symbol],
-                                  proto.temperature_expr(), "numpy")
-        for _ in range(60):
-            T = np.asarray(temperature(*mesh, rho, sigma2), dtype=float) * np.ones_like(rho)
-            grad_full = _full_gradient_sq(1.0 / T, dim)
-            rho = np.asarray(discrete_radius(*mesh, trace, grad_full), dtype=float) * np.ones_like(rho)
+        rho = IsotropicNoiseSystem.create(proto, dim).discrete_state(hp, sigma2)["rho"]
+    else:
+        rho = proto.predicted("rho", hp, sigma2, dim)
     T = proto.temperature(hp, rho, sigma2)
     kappa = 1.0 / T
-    grad_full = _full_gradient_sq(kappa, dim)
+    grad_full = (dim - 1) * vmf.mean_resultant_length(kappa, dim) / kappa  # E[1 - <mu, x>**2] under vMF
     U = vmf.energy(kappa, dim)
     S1 = vmf.entropy(kappa, dim)
     grad_norm = (trace + grad_full) / rho**2

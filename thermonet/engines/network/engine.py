@@ -40,8 +40,8 @@ from thermonet.errors import InputError
 __all__ = ["MEASURED", "EnsembleEngine", "chunk_bounds"]
 
 #: Per-member quantities returned by :meth:`EnsembleEngine.measure`.
-MEASURED = ("loss", "train_accuracy", "test_loss", "test_accuracy", "rho", "grad_norm_sq", "sigma2",
-            "trace_sigma", "grad_full_sq", "snr", "batch_loss")
+MEASURED = ("loss", "loss_full", "train_accuracy", "test_loss", "test_accuracy", "rho", "grad_norm_sq", "sigma2",
+            "trace_sigma", "grad_full_sq", "snr")
 
 
 def chunk_bounds(n: int, size: int) -> list[tuple[int, int]]:
@@ -77,6 +77,12 @@ class EnsembleEngine:
         the queue entropy estimator (:func:`thermonet.estimators.spherical_entropy`).
     checkpoint_queue:
         whether :meth:`state_dict` includes the entropy queue.
+    momentum:
+        heavy-ball SGD, ``v <- momentum v + g~`` and the protocol moves along ``v`` (a
+        control: the theory describes plain SGD); 0 (default) is plain SGD.
+    bn_eps, train_head:
+        passed to :func:`thermonet.models.build_model`: a large BatchNorm epsilon or a
+        trained last layer break the scale invariance (controls).
     init_seed:
         when given, every member starts from the initial point of this seed (a shared
         initial point).
@@ -105,7 +111,8 @@ class EnsembleEngine:
                  allow_tf32: bool = False, compile: bool | str = False, grad_chunk: int = 1,
                  autocast: str | None = None, vectorize: str = "auto", total_steps: int | None = None,
                  log_every: int | None = None, entropy_method: str = "chord", entropy_k: int = 1,
-                 checkpoint_queue: bool = True):
+                 checkpoint_queue: bool = True, momentum: float = 0.0, bn_eps: float | None = None,
+                 train_head: bool = False):
         self.device = torch.device(device)
         self.dtype = dtype
         self.protocol = protocol
@@ -132,6 +139,8 @@ class EnsembleEngine:
         self.entropy_method = entropy_method
         self.entropy_k = int(entropy_k)
         self.checkpoint_queue = bool(checkpoint_queue)
+        self.momentum = float(momentum)
+        self.model_options = {"train_head": bool(train_head), **({} if bn_eps is None else {"bn_eps": float(bn_eps)})}
         self.hp_columns = {n: self.hp[:, i] for i, n in enumerate(self.names)}
 
         # ---------------------------------------------------------- initial points
@@ -143,7 +152,8 @@ class EnsembleEngine:
             s = int(self.seeds[m] if init_seed is None else init_seed)
             if s not in inits:
                 inits[s] = initial_point(model, input_shape=self.data.input_shape, num_classes=self.data.num_classes,
-                                         width=width, head_norm=head_norm, seed=s, device=self.device, dtype=dtype)
+                                         width=width, head_norm=head_norm, seed=s, device=self.device, dtype=dtype,
+                                         **self.model_options)
             w0, bufs, net = inits[s]
             template = template or net
             if radii is not None:
@@ -168,7 +178,9 @@ class EnsembleEngine:
         self.queue = torch.zeros(self.members, self.queue_size, self.dim, dtype=dtype, device=self.device)
         self.queue_count = 0  # samples pushed since the start (or since a resume without the queue)
         self.loss_acc = torch.zeros(self.members, dtype=torch.float64, device=self.device)
+        self.grad_acc = torch.zeros(self.members, dtype=torch.float64, device=self.device)
         self.count_acc = torch.zeros(self.members, dtype=torch.float64, device=self.device)
+        self.velocity = torch.zeros_like(self.W) if self.momentum else None
 
         self.vectorize = resolve_vectorize(vectorize, self.device, self.activations_per_example())
         self._train_grad = self.flat.member_grad(shared_input=False, vectorize=self.vectorize)
@@ -202,16 +214,21 @@ class EnsembleEngine:
         x = self.data.x_train[:2]
         return activation_elements(self.model_template, x)
 
-    def _step_impl(self, W, alive, xb, yb):
+    def _step_impl(self, W, alive, xb, yb, V):
         if self.autocast == "bf16":
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
                 g, (loss, _) = self._train_grad(W, self.buffers, xb, yb)
             g, loss = g.to(W.dtype), loss.to(W.dtype)
         else:
             g, (loss, _) = self._train_grad(W, self.buffers, xb, yb)
-        new = self.protocol.step(W, g, self.hp_t)
+        g2 = (g.to(torch.float64) ** 2).sum(-1)
+        if V is not None:
+            V = self.momentum * V + g
+            new = self.protocol.step(W, V, self.hp_t)
+        else:
+            new = self.protocol.step(W, g, self.hp_t)
         ok = alive & torch.isfinite(loss) & torch.isfinite(new).all(dim=-1)
-        return torch.where(ok[:, None], new, W), ok, loss
+        return torch.where(ok[:, None], new, W), ok, loss, g2, V
 
     # ------------------------------------------------------------------ training
     def step(self) -> None:
@@ -222,13 +239,17 @@ class EnsembleEngine:
         if self._cudagraphs:
             # CUDA-graph outputs live in static memory that the next replay overwrites
             torch.compiler.cudagraph_mark_step_begin()
-            W, ok, loss = (v.clone() for v in self._step_fn(self.W, self.alive, xb, yb))
+            W, ok, loss, g2, V = (None if v is None else v.clone()
+                                  for v in self._step_fn(self.W, self.alive, xb, yb, self.velocity))
         else:
-            W, ok, loss = self._step_fn(self.W, self.alive, xb, yb)
+            W, ok, loss, g2, V = self._step_fn(self.W, self.alive, xb, yb, self.velocity)
         self.diverged_at = torch.where(self.alive & ~ok, t, self.diverged_at)
         self.alive = ok
         self.W = W
+        if V is not None:
+            self.velocity = torch.where(ok[:, None], V, self.velocity)
         self.loss_acc += torch.where(ok, loss.to(torch.float64), 0.0)
+        self.grad_acc += torch.where(ok, g2, 0.0)
         self.count_acc += ok.to(torch.float64)
         if t % self.queue_every == 0:
             row = (t // self.queue_every - 1) % self.queue_size
@@ -277,15 +298,19 @@ class EnsembleEngine:
     def measure(self, log_index: int) -> dict[str, np.ndarray]:
         """Log-step quantities at the current weights, per member (float64 numpy, NaN when frozen).
 
-        * ``loss``, ``train_accuracy``: the full training set in chunks of the batch size
-          (BatchNorm with the chunk's statistics, as in training); ``grad_full_sq`` from
-          the size-weighted mean ``ḡ`` of the chunk gradients, ``G₁² = ρ²‖ḡ‖²``;
+        * ``loss``: the mean mini-batch loss of every training step since the previous log
+          (at the weights before each update): the time average of the energy;
+          ``grad_norm_sq``: the mean ``‖g̃‖²`` of those training steps' gradients (the
+          measured pressure, e.g. the fixed sphere's ``lambda_eff``, comes from it);
+        * ``loss_full``, ``train_accuracy``: the full training set at the current weights, in
+          chunks of the batch size (BatchNorm with the chunk's statistics, as in training);
+          ``grad_full_sq`` from the size-weighted mean ``ḡ`` of the chunk gradients,
+          ``G₁² = ρ²‖ḡ‖²``;
         * ``test_loss``, ``test_accuracy``: the test set in chunks of ``eval_batch_size``;
         * K = ``grad_samples`` stochastic gradients on independent batches of the training
           batch size (their own random stream, counter ``log_index·K + k``):
           ``trΣ(w) = mean‖g̃ − ḡ‖²``, ``trace_sigma = ρ² trΣ(w)``,
-          ``sigma2 = trace_sigma/(D−1)``, ``grad_norm_sq = mean‖g̃‖²``, ``snr = ‖ḡ‖/√trΣ(w)``;
-        * ``batch_loss``: mean mini-batch training loss since the previous log.
+          ``sigma2 = trace_sigma/(D−1)``, ``snr = ‖ḡ‖/√trΣ(w)``.
         Resets the interval accumulators.
         """
         E, D = self.members, self.dim
@@ -309,7 +334,6 @@ class EnsembleEngine:
                 test_loss += (b - a) / n_test * lc.to(torch.float64)
                 test_correct += cc.to(torch.float64)
             dev_sq = torch.zeros(E, dtype=torch.float64, device=self.device)
-            norm_sq = torch.zeros(E, dtype=torch.float64, device=self.device)
             K, kc = self.grad_samples, self.grad_chunk
             for k0 in range(0, K, kc):
                 ks = range(k0, min(K, k0 + kc))
@@ -320,39 +344,39 @@ class EnsembleEngine:
                 g, _ = self._train_grad(Wr, br, X[idx], Y[idx])
                 g = g.to(torch.float64).view(reps, E, D)
                 dev_sq += ((g - gbar) ** 2).sum(-1).sum(0)
-                norm_sq += (g**2).sum(-1).sum(0)
         rho = torch.linalg.vector_norm(W.to(torch.float64), dim=-1)
         rho2 = rho**2
         tr_w = dev_sq / max(K, 1)
         gbar_sq = (gbar**2).sum(-1)
+        interval = self.count_acc
         out = {
-            "loss": loss,
+            "loss": self.loss_acc / interval,
+            "loss_full": loss,
             "train_accuracy": correct / N,
             "test_loss": test_loss if n_test else torch.full_like(loss, math.nan),
             "test_accuracy": test_correct / n_test if n_test else torch.full_like(loss, math.nan),
             "rho": rho,
-            "grad_norm_sq": norm_sq / max(K, 1),
+            "grad_norm_sq": self.grad_acc / interval,
             "trace_sigma": rho2 * tr_w,
             "sigma2": rho2 * tr_w / (D - 1),
             "grad_full_sq": rho2 * gbar_sq,
             "snr": torch.sqrt(gbar_sq / tr_w),
-            "batch_loss": self.loss_acc / self.count_acc,
         }
         if K == 0:
-            for name in ("grad_norm_sq", "trace_sigma", "sigma2", "snr"):
+            for name in ("trace_sigma", "sigma2", "snr"):
                 out[name] = torch.full_like(loss, math.nan)
         # a member whose full-data loss is non-finite has diverged too
         bad = self.alive & ~torch.isfinite(loss)
         self.diverged_at = torch.where(bad, self.t, self.diverged_at)
         self.alive = self.alive & ~bad
         if self.protocol.measured_pressure is not None:
-            # the interval's E||g~||**2 from this log step's samples: (trSigma + G1**2) / rho**2
-            mean_grad_norm_sq = (tr_w + gbar_sq).cpu().numpy()
+            # from the training steps' own gradients, not from this log step's K samples
             out[self.protocol.measured_pressure] = torch.as_tensor(
-                self.protocol.pressure_series(self.hp_columns, mean_grad_norm_sq), device=self.device)
+                self.protocol.pressure_series(self.hp_columns, out["grad_norm_sq"].cpu().numpy()), device=self.device)
         dead = ~self.alive
         result = {k: torch.where(dead, math.nan, v.to(torch.float64)).cpu().numpy() for k, v in out.items()}
         self.loss_acc.zero_()
+        self.grad_acc.zero_()
         self.count_acc.zero_()
         return result
 
@@ -378,12 +402,14 @@ class EnsembleEngine:
         state = {
             "t": np.int64(self.t), "W": self.W.cpu().numpy(), "alive": self.alive.cpu().numpy(),
             "diverged_at": self.diverged_at.cpu().numpy(), "loss_acc": self.loss_acc.cpu().numpy(),
-            "count_acc": self.count_acc.cpu().numpy(),
+            "grad_acc": self.grad_acc.cpu().numpy(), "count_acc": self.count_acc.cpu().numpy(),
             "queue_count": np.int64(self.queue_count if self.checkpoint_queue else 0),
             "members": np.int64(self.members), "dim": np.int64(self.dim),
         }
         if self.checkpoint_queue:
             state["queue"] = self.queue.cpu().numpy()
+        if self.velocity is not None:
+            state["velocity"] = self.velocity.cpu().numpy()
         return state
 
     def load_state_dict(self, state: Mapping) -> None:
@@ -399,7 +425,10 @@ class EnsembleEngine:
         self.alive = tensor("alive", torch.bool)
         self.diverged_at = tensor("diverged_at", torch.int64)
         self.loss_acc = tensor("loss_acc", torch.float64)
+        self.grad_acc = tensor("grad_acc", torch.float64)
         self.count_acc = tensor("count_acc", torch.float64)
+        if self.velocity is not None:
+            self.velocity = tensor("velocity", self.dtype)
         self.queue.zero_()
         if "queue" in state:
             self.queue.copy_(tensor("queue", self.dtype))

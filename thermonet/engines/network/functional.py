@@ -142,16 +142,17 @@ def _over_members(fn, shared_input: bool, vectorize: bool):
 
 
 def initial_point(model_name: str, *, input_shape, num_classes: int, width: int, head_norm: float, seed: int,
-                  radius: float | None = None, device="cpu", dtype=torch.float32):
+                  radius: float | None = None, device="cpu", dtype=torch.float32, **model_options):
     """One member's start: ``(flat trained vector w0 (D,), buffers, template model)``.
 
-    The network is initialised from ``seed`` (:func:`thermonet.models.build_model`); with
-    ``radius`` the trained vector is rescaled to that norm (the direction is kept).
+    The network is initialised from ``seed`` (:func:`thermonet.models.build_model`, which
+    also takes ``model_options`` such as ``bn_eps`` and ``train_head``); with ``radius`` the
+    trained vector is rescaled to that norm (the direction is kept).
     """
     from thermonet.models import build_model
 
     model = build_model(model_name, input_shape=input_shape, num_classes=num_classes, width=width,
-                        head_norm=head_norm, seed=seed, device=device, dtype=dtype)
+                        head_norm=head_norm, seed=seed, device=device, dtype=dtype, **model_options)
     w0 = flatten_parameters(model)
     if radius is not None:
         if not (math.isfinite(radius) and radius > 0):

@@ -74,6 +74,8 @@ class EagerMember:
         self.model.zero_grad(set_to_none=True)
         loss = F.cross_entropy(self.model(xb), yb)
         loss.backward()
+        #: ||g||**2 of this step's gradient (the engine's ``grad_norm_sq`` is its interval mean)
+        self.last_grad_norm_sq = float(sum((p.grad.double() ** 2).sum() for p in self.params))
         if self.optimizer is not None:
             self.optimizer.step()
         else:
