@@ -68,16 +68,21 @@ def test_check_passes_and_writes_json(stores, tmp_path, capsys):
     code = cli.main(["check", stores["good"], "--json", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err
-    assert re.search(r"^maxwell\s+(theory|identity)\s+relation_max_beyond_noise\s+\S+( ± \S+)?\s+0\.1\s+pass$",
-                     captured.out, re.M)
-    assert "6 passed, 0 failed, 0 inconclusive, 0 skipped" in captured.out
+    # the Maxwell relation holds by the rescaling symmetry: an identity, not counted as evidence
+    assert re.search(r"^maxwell\s+identity\s+relation_max\s+\S+ ± \S+\s+0\.1\s+pass$", captured.out, re.M)
+    assert re.search(r"^vmf-energy\s+theory\s+max_rel_error\s+\S+ ± \S+\s+0\.02\s+pass$", captured.out, re.M)
+    assert "7 passed, 0 failed, 0 inconclusive, 0 skipped" in captured.out
+    assert "evidence: 6 of 6 decided theory checks passed (identities are not counted)" in captured.out
     payload = json.loads(out.read_text())
     assert payload["passed"] is True
     assert payload["protocol"] == "fixed-lr" and payload["kind"] == "isotropic" and payload["window"] == 0.5
     names = [c["name"] for c in payload["checks"]]
-    assert names == ["vmf-energy", "vmf-entropy", "stationary-radius", "potential-minimum", "maxwell", "adiabat"]
+    assert names == ["vmf-energy", "vmf-entropy", "stationary-radius", "potential-minimum", "maxwell", "adiabat",
+                     "thermodynamic-temperature"]
     for c in payload["checks"]:
         assert c["verdict"] == "pass"
+        assert c["evidence"] == ("identity" if c["name"] == "maxwell" else "theory") and c["evidence_reason"]
+        assert c["key_se"] >= 0 and c["z"] == 3
         assert c["key_value"] <= c["tolerance"]
         assert set(c) >= {"numbers", "summary", "tolerance", "description", "context"}
 
@@ -94,13 +99,14 @@ def test_check_fails_with_exit_1(stores, capsys):
     out = capsys.readouterr().out
     assert code == 1
     assert re.search(r"^stationary-radius\s+(theory|identity)\s+\S+\s+\S+( ± \S+)?\s+0\.05\s+fail$", out, re.M)
-    assert "stationary-radius [fail]: radius vs discrete prediction" in out
+    assert "stationary-radius [fail]: radius vs theory prediction" in out
 
 
 def test_check_tolerance_override(stores, capsys):
     assert cli.main(["check", stores["bad"], "--tolerance", "stationary-radius=0.5",
                      "--tolerance", "vmf-energy=1", "--tolerance", "vmf-entropy=1",
-                     "--tolerance", "potential-minimum=1", "--tolerance", "maxwell=1", "--tolerance", "adiabat=1"]) == 0
+                     "--tolerance", "potential-minimum=1", "--tolerance", "maxwell=1", "--tolerance", "adiabat=1",
+                     "--tolerance", "thermodynamic-temperature=1"]) == 0
     capsys.readouterr()
 
 
@@ -186,4 +192,4 @@ def test_check_table_plain(stores):
     table = check_table(run_checks(stores["dataset"]), markdown=False)
     lines = table.splitlines()
     assert lines[0].split() == ["check", "evidence", "key", "figure", "value", "±", "s.e.", "tolerance", "verdict"]
-    assert len(lines) == 7
+    assert len(lines) == 8

@@ -96,7 +96,8 @@ def test_noise_trend_check_pass_fail_and_registry():
     ds = synthetic_run("fixed-lr", n_logs=12, rng=4)
     assert "noise-trend" not in [c.name for c in default_checks(ds)]  # opt-in, not a default
     ok = NoiseTrendCheck().run(ds)
-    assert ok.verdict == "pass" and ok.numbers["abs_slope_beyond_noise"] <= 0.05
+    assert ok.verdict == "pass" and ok.numbers["abs_slope"] <= 0.05 and ok.evidence == "theory"
+    assert ok.key == "abs_slope" and 0 < ok.key_se < 0.05 / 3
     trended = _with_noise_trend(ds, 1.0, 0.2, lambda d: d["lr"] * d["wd"])
     bad = run_checks(trended, [get_check("noise-trend")])[0]
     assert bad.verdict == "fail"

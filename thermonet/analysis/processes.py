@@ -36,6 +36,7 @@ import xarray as xr
 from scipy import integrate
 from scipy.interpolate import RegularGridInterpolator
 
+from thermonet.analysis.verdicts import decide
 from thermonet.analysis.states import seed_mean, seed_mean_and_error
 from thermonet.analysis.surface import fit_quadratic_surface, log_grid, surface_problem
 from thermonet.analysis.systems import default_system
@@ -157,7 +158,8 @@ class MeasuredProcess:
         Measured S, U, T, P, V (seed means; ``S_se``, ``U_se``) at the same points.
     numbers:
         ``delta_S_measured`` (+ ``_se``), ``delta_S_predicted``, ``delta_S_error``,
-        ``delta_S_error_over_nr`` and ``..._beyond_noise`` (the key figure),
+        ``delta_S_error_over_nr`` (the key figure, with its standard error
+        ``delta_S_error_over_nr_se``),
         ``profile_S_max_over_nr`` (worst point of the S profile), the same for U
         (``delta_U_rel_error``: relative to the energy scale of the path), work
         ``W_measured``/``W_predicted`` and heat ``Q_measured``/``Q_predicted``
@@ -172,12 +174,14 @@ class MeasuredProcess:
     tolerance: float
     energy_tolerance: float | None
     z: float
-    passed: bool
+    verdict: str
+    to_decide: str = ""
     context: dict[str, Any] = attrs.field(factory=dict)
 
     @property
-    def verdict(self) -> str:
-        return "pass" if self.passed else "fail"
+    def passed(self) -> bool | None:
+        """``True`` (pass), ``False`` (fail), ``None`` (inconclusive: the run cannot decide it)."""
+        return {"pass": True, "fail": False}.get(self.verdict)
 
     @property
     def delta_S(self) -> tuple[float, float]:
@@ -197,15 +201,16 @@ class MeasuredProcess:
                          for h in hps)
         energy = (f"; dU measured {n['delta_U_measured']:.4g} vs predicted {n['delta_U_predicted']:.4g} "
                   f"(rel. {n['delta_U_rel_error']:.3g})")
+        decide = f" ({self.to_decide})" if self.to_decide else ""
         return (f"{name} ({ends}): dS measured {n['delta_S_measured']:.4g} +/- {n['delta_S_measured_se']:.2g} vs "
                 f"predicted {n['delta_S_predicted']:.4g}, |error|/N_R {n['delta_S_error_over_nr']:.3g} "
-                f"(beyond {self.z:g} s.e. {n['delta_S_error_over_nr_beyond_noise']:.3g} "
-                f"{'<=' if n['delta_S_error_over_nr_beyond_noise'] <= self.tolerance else '>'} {self.tolerance:g})"
-                f"{energy}: {self.verdict}")
+                f"+/- {n['delta_S_error_over_nr_se']:.2g} (tolerance {self.tolerance:g})"
+                f"{energy}: {self.verdict}{decide}")
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe({"process": type(self.process).__name__, "system": type(self.system).__name__,
-                          "verdict": self.verdict, "passed": self.passed, "tolerance": self.tolerance,
+                          "verdict": self.verdict, "passed": self.passed, "to_decide": self.to_decide or None,
+                          "tolerance": self.tolerance,
                           "energy_tolerance": self.energy_tolerance, "z": self.z, "numbers": self.numbers,
                           "context": self.context,
                           "path": {k: self.path.states[k].values for k in ("T", "P", "V", "S", "U",
@@ -355,19 +360,23 @@ def measure_process(process: Process, run: MeasuredStates | xr.Dataset | str | P
     TdS_m = float(integrate.simpson(T_m, x=S_m))
     numbers = {
         "delta_S_measured": dS_m, "delta_S_measured_se": dS_se, "delta_S_predicted": dS_p, "delta_S_error": err_S,
-        "delta_S_error_over_nr": abs(err_S) / n_r,
-        "delta_S_error_over_nr_beyond_noise": max(abs(err_S) - z * dS_se, 0.0) / n_r,
+        "delta_S_error_over_nr": abs(err_S) / n_r, "delta_S_error_over_nr_se": dS_se / n_r,
         "profile_S_max_over_nr": float(np.nanmax(profile_S)) / n_r,
         "delta_U_measured": dU_m, "delta_U_measured_se": dU_se, "delta_U_predicted": dU_p,
         "delta_U_error": dU_m - dU_p, "delta_U_rel_error": abs(dU_m - dU_p) / energy_scale,
-        "delta_U_rel_error_beyond_noise": max(abs(dU_m - dU_p) - z * dU_se, 0.0) / energy_scale,
+        "delta_U_rel_error_se": dU_se / energy_scale,
         "profile_U_max_rel": float(np.nanmax(profile_U)) / energy_scale,
         "W_measured": W_m, "W_predicted": path.work, "Q_measured": dU_m + W_m, "Q_predicted": path.heat,
         "TdS_measured": TdS_m,
     }
-    passed = numbers["delta_S_error_over_nr_beyond_noise"] <= tolerance
+    # three-way verdicts (thermonet.analysis.verdicts): fail if either figure fails, else
+    # inconclusive if either cannot be decided, else pass
+    verdicts = [decide(numbers["delta_S_error_over_nr"], numbers["delta_S_error_over_nr_se"], tolerance, z)]
     if energy_tolerance is not None:
-        passed = passed and numbers["delta_U_rel_error_beyond_noise"] <= energy_tolerance
+        verdicts.append(decide(numbers["delta_U_rel_error"], numbers["delta_U_rel_error_se"], energy_tolerance, z))
+    kinds = [v for v, _ in verdicts]
+    verdict = "fail" if "fail" in kinds else "inconclusive" if "inconclusive" in kinds else "pass"
+    to_decide = "; ".join(t for v, t in verdicts if v == "inconclusive" and t) if verdict == "inconclusive" else ""
     sm = seed_mean(states)
     var = _target(system, to)
     context = {"hyperparameters": list(hps), "protocol": protocol.name, "dim": m.dim, "window": window,
@@ -376,4 +385,4 @@ def measure_process(process: Process, run: MeasuredStates | xr.Dataset | str | P
                "grid_S": sm["S"].transpose(*hps)}
     return MeasuredProcess(process=process, system=system, path=path, measured=measured, numbers=numbers,
                            tolerance=float(tolerance), energy_tolerance=energy_tolerance, z=float(z),
-                           passed=bool(passed), context=context)
+                           verdict=verdict, to_decide=to_decide, context=context)

@@ -87,22 +87,48 @@ def _log_gradient(protocol: "Protocol", quantity: str, dim: float):
     return evaluate
 
 
+#: Degrees of freedom of one member's batch-means standard error (10 batches).
+MEMBER_SE_DOF = 9
+#: Level of the test that the seeds scatter more than their own errors say.
+SCATTER_TEST_LEVEL = 0.01
+
+
 def seed_mean_and_error(states: xr.Dataset, var: str) -> tuple[xr.DataArray, xr.DataArray]:
     """Seed mean of ``states[var]`` and its standard error.
 
-    The error combines the members' standard errors ``states[var + "_se"]`` (time-series
-    batch means, :func:`thermonet.store.batch_standard_error`) as independent:
-    ``sqrt(sum se**2) / n_seeds``. Zero when the states carry no ``*_se`` variable.
+    Two estimates of the same variance: the members' own standard errors
+    ``states[var + "_se"]`` (time-series batch means,
+    :func:`thermonet.store.batch_standard_error`, about 9 degrees of freedom each) combined
+    as independent, ``sqrt(sum se**2) / n``, and, with two or more seeds, the scatter between
+    the seeds, ``std / sqrt(n)`` (``n - 1`` degrees of freedom). They are pooled, weighted by
+    their degrees of freedom; when the seeds scatter more than their own errors allow (an F
+    test at level 1 %: correlations longer than a batch, seeds in different states) the
+    scatter alone is used. One estimate when there is only one; zero when there is neither.
     """
+    from scipy import stats
+
     field = states[var]
     se_name = f"{var}_se"
-    se = states[se_name] if se_name in states.data_vars else xr.zeros_like(field)
+    se = states[se_name] if se_name in states.data_vars else None
     if "seed" not in field.dims:
-        return field, se.fillna(0.0)
+        return field, (xr.zeros_like(field) if se is None else se.fillna(0.0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = field.mean("seed", skipna=True)
         finite = field.notnull()
         count = finite.sum("seed")
-        error = np.sqrt((se.where(finite) ** 2).sum("seed", skipna=True)) / count.where(count > 0)
-    return mean, error.fillna(0.0)
+        n = count.where(count > 0)
+        between_var = (field.var("seed", ddof=1, skipna=True) / n).where(count > 1)
+        if se is None:
+            return mean, np.sqrt(between_var).fillna(0.0)
+        within_var = (se.where(finite) ** 2).sum("seed", skipna=True) / n**2
+        dof_w = MEMBER_SE_DOF * n
+        dof_b = n - 1
+        pooled = (dof_w * within_var + dof_b * between_var.fillna(0.0)) / (dof_w + dof_b.where(count > 1, 0))
+        critical = xr.apply_ufunc(lambda d1, d2: stats.f.ppf(1 - SCATTER_TEST_LEVEL, d1, d2),
+                                  dof_b.where(count > 1), dof_w)
+        scattered = between_var > within_var * critical
+        variance = xr.where(scattered, between_var, pooled)
+        variance = xr.where(count > 1, variance, within_var)
+        error = np.sqrt(variance).fillna(0.0)
+    return mean, error

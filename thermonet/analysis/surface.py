@@ -2,8 +2,11 @@
 
 Measured entropies are noisy, so derivatives are taken from the least-squares surface
 ``S ~ a + b u + c v + d u**2 + e u v + f v**2`` over the grid, with ``u``, ``v`` the
-natural logs of the two hyperparameters (not centred: the coefficients are the ones
-THEORY §5 states conditions on). Uncertainties come from a bootstrap over seeds.
+natural logs of the two hyperparameters **centred on the grid** (``u = ln hp1 - mean``):
+then ``(b, c)`` is the gradient at the grid's centre and no coefficient depends on the
+units the hyperparameters are given in (THEORY §5's conditions on ``b``, ``c`` are stated
+for the gradient; in uncentred logs ``b`` and ``c`` would shift with the units whenever
+the surface is curved). Uncertainties come from a bootstrap over seeds.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ MIN_DISTINCT = 3
 
 @attrs.frozen
 class QuadraticSurface:
-    """``S ~ a + b u + c v + d u**2 + e u v + f v**2`` fitted by least squares."""
+    """``S ~ a + b u' + c v' + d u'**2 + e u' v' + f v'**2`` fitted by least squares, with
+    ``(u', v') = (u, v) - centre``. Methods take the uncentred ``(u, v)``."""
 
     coefficients: np.ndarray
     r2: float
     points: int
     residual_std: float
+    centre: tuple[float, float] = (0.0, 0.0)
     #: Least-squares operator: ``coefficients = solver @ values[mask]`` (6 x points).
     solver: np.ndarray | None = attrs.field(default=None, eq=False, repr=False)
     #: Which of the flattened input points entered the fit.
@@ -41,14 +46,26 @@ class QuadraticSurface:
     def named(self) -> dict[str, float]:
         return dict(zip(COEFFICIENT_NAMES, map(float, self.coefficients)))
 
+    def _centred(self, u, v):
+        return np.asarray(u, dtype=float) - self.centre[0], np.asarray(v, dtype=float) - self.centre[1]
+
     def value(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         a, b, c, d, e, f = self.coefficients
+        u, v = self._centred(u, v)
         return a + b * u + c * v + d * u**2 + e * u * v + f * v**2
 
     def gradient(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(dS/du, dS/dv)."""
         _, b, c, d, e, f = self.coefficients
+        u, v = self._centred(u, v)
         return b + 2 * d * u + e * v, c + e * u + 2 * f * v
+
+    def value_operator(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Matrix mapping the fitted values to the surface's value at the points ``(u, v)``
+        (shape ``(u.size, points)``)."""
+        u, v = (x.ravel() for x in self._centred(u, v))
+        rows = np.stack([np.ones_like(u), u, v, u**2, u * v, v**2], axis=1)
+        return rows @ self.solver
 
     def gradient_operators(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Matrices mapping the fitted values to (dS/du, dS/dv) at the points ``(u, v)``.
@@ -56,7 +73,7 @@ class QuadraticSurface:
         Shapes ``(u.size, points)``: the gradient is linear in the data, so the standard
         error of any linear combination of it follows from the data's standard errors.
         """
-        u, v = np.asarray(u, dtype=float).ravel(), np.asarray(v, dtype=float).ravel()
+        u, v = (x.ravel() for x in self._centred(u, v))
         zero, one = np.zeros_like(u), np.ones_like(u)
         du = np.stack([zero, one, zero, 2 * u, v, zero], axis=1)
         dv = np.stack([zero, zero, one, zero, u, 2 * v], axis=1)
@@ -92,10 +109,11 @@ def surface_problem(u: np.ndarray, v: np.ndarray, values: np.ndarray) -> str | N
 
 
 def fit_quadratic_surface(u: np.ndarray, v: np.ndarray, values: np.ndarray) -> QuadraticSurface:
-    """Least-squares quadratic surface through the finite points."""
+    """Least-squares quadratic surface through the finite points, in coordinates centred on them."""
     u, v, values = (np.asarray(x, dtype=float).ravel() for x in (u, v, values))
     good = np.isfinite(values) & np.isfinite(u) & np.isfinite(v)
-    u, v, y = u[good], v[good], values[good]
+    centre = (float(np.mean(u[good])), float(np.mean(v[good]))) if good.any() else (0.0, 0.0)
+    u, v, y = u[good] - centre[0], v[good] - centre[1], values[good]
     design = np.stack([np.ones_like(u), u, v, u**2, u * v, v**2], axis=1)
     # Scale columns for conditioning, solve, then undo the scaling.
     scale = np.abs(design).max(axis=0)
@@ -108,7 +126,7 @@ def fit_quadratic_surface(u: np.ndarray, v: np.ndarray, values: np.ndarray) -> Q
     r2 = 1.0 - rss / tss if tss > 0 else math.nan
     dof = max(y.size - 6, 1)
     return QuadraticSurface(coefficients=coef, r2=r2, points=int(y.size), residual_std=math.sqrt(rss / dof),
-                            solver=solver, mask=good)
+                            centre=centre, solver=solver, mask=good)
 
 
 def bootstrap_over_seeds(field: xr.DataArray, statistic: Callable[[xr.DataArray], dict[str, float]],

@@ -32,6 +32,7 @@ from thermonet.checks.ideal_gas import StationaryRadiusCheck  # isort: skip
 from thermonet.checks.potentials import PotentialMinimumCheck  # isort: skip
 from thermonet.checks.maxwell import MaxwellCheck  # isort: skip
 from thermonet.checks.adiabat import AdiabatCheck, NoiseTrendAdiabatCheck  # isort: skip
+from thermonet.checks.temperature import ThermodynamicTemperatureCheck  # isort: skip
 from thermonet.checks.noise_trend import NoiseTrendCheck  # isort: skip
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "OPTIONAL_CHECKS",
     "PotentialMinimumCheck",
     "StationaryRadiusCheck",
+    "ThermodynamicTemperatureCheck",
     "VMFEnergyCheck",
     "VMFEntropyCheck",
     "default_checks",

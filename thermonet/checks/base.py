@@ -32,6 +32,7 @@ from thermonet.analysis.states import (  # noqa: F401 - re-exported: the checks'
     seed_mean,
     seed_mean_and_error,
 )
+from thermonet.analysis.verdicts import VERDICTS, decide, decide_points  # noqa: F401 - re-exported
 from thermonet.base.jsonsafe import json_safe
 from thermonet.base.plotting import log_edges, log_mesh  # noqa: F401 - re-exported
 from thermonet.errors import InputError
@@ -65,32 +66,8 @@ def nonnegative_count(instance: Any, attribute: attrs.Attribute, value: Any) -> 
         raise InputError(f"{type(instance).__name__}.{attribute.name} must be an int >= 0, got {value!r}")
 
 
-#: A check's verdicts: decided either way, undecidable from this run, or not applicable.
-VERDICTS = ("pass", "fail", "inconclusive", "skip")
 #: What a check's comparison is evidence of.
 EVIDENCE = ("theory", "identity")
-
-
-def decide(key: float, key_se: float, tolerance: float, z: float) -> tuple[str, str]:
-    """The verdict on a key figure (a size of disagreement, ``>= 0``) and what would decide it.
-
-    * ``inconclusive`` when the key figure is not a number, or when ``z`` standard errors
-      of it exceed the tolerance: this run cannot tell a pass from a fail. The second
-      value then says how many more seeds or steps would decide it: the standard error
-      falls as ``1/sqrt(n)``, so about ``(z s.e. / tolerance)**2`` times as many;
-    * otherwise ``pass`` when the key figure is within the tolerance, else ``fail``.
-
-    An unknown standard error (NaN) counts as zero: the figure is judged as it is.
-    """
-    if not math.isfinite(key):
-        return "inconclusive", "the key figure is not a number (missing or non-finite data)"
-    noise = z * key_se if math.isfinite(key_se) else 0.0
-    if noise > tolerance:
-        factor = (noise / tolerance) ** 2 if tolerance > 0 else math.inf
-        shown = f"{factor:.1f}" if factor < 100 else f"{factor:.3g}"
-        return "inconclusive", (f"{z:g} s.e. of the key figure ({noise:.3g}) exceed the tolerance {tolerance:g}: about "
-                                f"{shown}x the seeds or the steps would decide it")
-    return ("pass" if key <= tolerance else "fail"), ""
 
 
 @attrs.frozen(kw_only=True)
@@ -242,21 +219,30 @@ class Check(Registered, abc.ABC, registry="check"):
                                summary=f"skipped: {reason}", tolerance=self.tolerance, context=context,
                                evidence=evidence, evidence_reason=why)
         result = self._run(m, states)
-        return attrs.evolve(result, context={**context, **result.context}, evidence=evidence, evidence_reason=why)
+        result = attrs.evolve(result, context={**context, **result.context}, evidence=evidence, evidence_reason=why)
+        return _unless_drifting(result, states)
 
     @abc.abstractmethod
     def _run(self, measured: MeasuredStates, states: xr.Dataset) -> CheckResult:
         """The comparison itself, on validated stationary states."""
 
     def _result(self, *, key: str, numbers: Mapping[str, float], summary: str, key_se: float | None = None,
-                passed: bool | None = None, details: Mapping[str, Any] | None = None, plotter=None,
-                context: Mapping[str, Any] | None = None, tolerance: float | None = None) -> CheckResult:
-        """The result: with ``key_se`` the verdict is :func:`decide`'s on ``numbers[key]``
-        (pass / fail / inconclusive); without it, ``passed`` decides (pass / fail)."""
+                points: tuple[np.ndarray, np.ndarray] | None = None, signed_points: bool = False,
+                passed: bool | None = None,
+                details: Mapping[str, Any] | None = None, plotter=None, context: Mapping[str, Any] | None = None,
+                tolerance: float | None = None) -> CheckResult:
+        """The result. The verdict: with ``points`` (disagreements and their standard errors
+        over a grid; ``signed_points``: negative values are safe margins) :func:`decide_points`'s,
+        which also sets ``numbers[key]`` to the largest disagreement; with ``key_se`` :func:`decide`'s on ``numbers[key]``; otherwise
+        ``passed`` decides (pass / fail)."""
         tol = float(self.tolerance if tolerance is None else tolerance)
         z = float(getattr(self, "z", 3.0))
         to_decide = ""
-        if key_se is not None:
+        numbers = dict(numbers)
+        if points is not None:
+            verdict, to_decide, numbers[key], key_se = decide_points(points[0], points[1], tol, z,
+                                                                     signed=signed_points)
+        elif key_se is not None:
             verdict, to_decide = decide(float(numbers[key]), float(key_se), tol, z)
         else:
             verdict = "pass" if passed else "fail"
@@ -277,3 +263,28 @@ class Check(Registered, abc.ABC, registry="check"):
         )
 
 
+
+
+def assumes_loss_is_energy(measured: MeasuredStates, reason: str) -> str:
+    """``reason``, plus, for networks, that the training loss stands in for the energy: that
+    assumes isotropic noise (under anisotropic noise the stationary law is exp(-Phi/T)
+    with Phi != L, paper 004 §7.1)."""
+    if measured_kind(measured) == "isotropic":
+        return reason
+    return reason + "; assumes U = L (the training loss as the energy: isotropic noise, paper 004 §7.1)"
+
+
+def _unless_drifting(result: CheckResult, states: xr.Dataset) -> CheckResult:
+    """A run whose window still drifts (``states["stationary"]`` false for some member)
+    cannot decide a check: its pass or fail becomes inconclusive, and says so."""
+    if result.verdict not in ("pass", "fail") or "stationary" not in states.data_vars:
+        return result
+    drifting = int((~np.asarray(states["stationary"].values, dtype=bool)).sum())
+    if drifting == 0:
+        return result
+    total = int(np.asarray(states["stationary"]).size)
+    note = (f"{drifting} of {total} members still drift over the window (drift test, |z| > "
+            f"{states.attrs.get('drift_threshold', float('nan')):.1f}): run longer or take a later window")
+    return attrs.evolve(result, verdict="inconclusive", to_decide=note,
+                        numbers={**result.numbers, "drifting_members": float(drifting)},
+                        context={**result.context, "verdict_if_stationary": result.verdict})
