@@ -40,7 +40,8 @@ def test_protocol_tutorial_runs_and_its_claims_hold(tmp_path):
     result = json.loads(done.stdout.split("RESULT ", 1)[1])
     assert result["dims"] == ["lr", "decay", "seed", "step"]
     assert result["verdicts"] == {name: "pass" for name in ("vmf-energy", "vmf-entropy", "stationary-radius",
-                                                             "potential-minimum", "maxwell", "adiabat")}
+                                                             "potential-minimum", "maxwell", "adiabat",
+                                                             "thermodynamic-temperature")}
     assert "lambda_d" in result["T"] and "eta" not in result["T"]  # T set by the decay alone
     assert result["invariant"] == "eta" and result["trend"] == "lambda_d"
     assert result["radius_error"] < 0.005  # the page says 0.2 %

@@ -34,9 +34,40 @@ def test_short_run_tells_up_from_op(tmp_path, load_script):
     small = up[:2]
     assert all(r["status"] in ("interval", "(0, T_high]") for r in small), [r["status"] for r in small]
     assert v["up_monotone"]
-    # OP: T collapses at small LR (no positive T, or far below UP's at the same LR)
-    assert v["op_collapse"], v
-    assert v["op_small_T_ratio"] < 0.3 or math.isnan(v["op_small_T_ratio"])
+    assert v["up_verdict"] == ("fail" if v["up_against"] else "pass")
+    # OP: runs without a positive T count against the picture, never as a collapse (issue 11)
+    assert v["op_small_no_T"] + v["op_small_with_T"] <= len(v["op_small_lrs"])
+    if v["op_small_no_T"]:
+        assert v["op_verdict"] == "fail"
+    elif v["op_small_with_T"] >= 2:
+        assert v["op_verdict"] == ("pass" if v["op_small_T_ratio"] < 0.3 else "fail")
+        assert v["op_collapse"] == (v["op_verdict"] == "pass")
+    else:
+        assert v["op_verdict"] == "inconclusive" and not v["op_collapse"]
+    assert "not as a collapse" in (out / "report.md").read_text()
     # late SNR measured for every LR of both
     for key in ("up", "op"):
         assert all(math.isfinite(r["snr"]) and r["snr"] > 0 for r in summary[key]["rows"])
+
+
+def test_off_hull_runs_count_against_not_as_collapse(load_script):
+    """The verdict logic on hand-made rows: a run without a positive T is evidence against
+    the picture, never a collapse (T = 0)."""
+    study = load_script("studies/free_energy_regimes.py")
+
+    def rows(statuses, temps, lrs=(1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2)):
+        return [{"lr": lr, "status": st, "T": t, "U": 1.0, "snr": 0.1} for lr, st, t in zip(lrs, statuses, temps)]
+
+    up = rows(["interval"] * 6, [1e-4, 2e-4, 3e-4, 4e-4, 5e-4, 6e-4])
+    op_none = rows(["no-positive-T", "off-hull"] + ["interval"] * 4, [math.nan, math.nan, 1e-7, 1e-6, 1e-4, 1e-3])
+    res = {"up": {"rows": up, "fit": None}, "op": {"rows": op_none, "fit": None}}
+    v = study.verdicts(res)
+    assert v["op_small_no_T"] == 2 and v["op_verdict"] == "fail" and not v["op_collapse"]
+    assert v["up_verdict"] == "pass" and v["up_against"] == 0
+    op_low = rows(["interval"] * 6, [1e-7, 2e-7, 1e-6, 1e-5, 1e-4, 1e-3])
+    v = study.verdicts({"up": {"rows": up, "fit": None}, "op": {"rows": op_low, "fit": None}})
+    assert v["op_verdict"] == "pass" and v["op_collapse"] and v["op_small_T_ratio"] < 0.01
+    up_off = rows(["interval", "interval", "off-hull", "interval", "interval", "interval"],
+                  [1e-4, 2e-4, math.nan, 4e-4, 5e-4, 6e-4])
+    v = study.verdicts({"up": {"rows": up_off, "fit": None}, "op": {"rows": op_low, "fit": None}})
+    assert v["up_verdict"] == "fail" and v["up_off_hull"] == [4e-3]

@@ -186,6 +186,39 @@ class IsotropicNoiseSystem(ThermodynamicSystem):
     for its small-temperature form (which makes U(S, V) and the adiabat closed-form).
     """
 
+    def discrete_state(self, hp: Mapping[str, np.ndarray], sigma2_: np.ndarray | float | None = None,
+                       iterations: int = 60) -> dict[str, np.ndarray]:
+        """The stationary state with the discrete-time step, predicted without measured inputs.
+
+        The radius solves the protocol's one-step balance (:meth:`Protocol.stationary_radius_discrete`)
+        with ``trSigma = sigma2 (D-1)`` and the exact vMF full-gradient norm
+        ``G1**2 = E[1 - <mu, x>**2] = (D-1) A_D(kappa)/kappa`` at ``kappa = 1/T(rho)``: a fixed
+        point, found by iteration from the SDE radius. Returns ``rho``, ``T``, ``G1sq`` and
+        ``grad_norm_sq = (trSigma + G1**2)/rho**2`` on the broadcast shape of ``hp``.
+        ``sigma2_`` defaults to the system's (a number or an array over the grid).
+        """
+        from thermonet.theory import vmf
+        from thermonet.theory.symbols import grad_sq, rho as rho_symbol, trace_sigma
+
+        protocol, dim = self.protocol, float(self.dim)
+        noise = np.asarray(self.sigma2 if sigma2_ is None else sigma2_, dtype=float)
+        shape = np.broadcast_shapes(noise.shape, *(np.shape(np.asarray(hp[n])) for n in protocol.hyperparameters))
+        noise = noise * np.ones(shape)
+        trace = noise * (dim - 1)
+        radius_of = protocol.numeric(protocol.stationary_radius_discrete(), (trace_sigma, grad_sq))
+        temperature_of = protocol.numeric(protocol.temperature_expr(), (rho_symbol, sigma2))
+
+        def full_gradient(temperature: np.ndarray) -> np.ndarray:
+            kappa = 1.0 / temperature
+            return (dim - 1) * vmf.mean_resultant_length(kappa, dim) / kappa
+
+        radius = protocol.predicted("rho", hp, noise, dim, self.eos) * np.ones(shape)
+        for _ in range(iterations):
+            radius = radius_of(hp, trace, full_gradient(temperature_of(hp, radius, noise)))
+        temperature = temperature_of(hp, radius, noise)
+        g1 = full_gradient(temperature)
+        return {"rho": radius, "T": temperature, "G1sq": g1, "grad_norm_sq": (trace + g1) / radius**2}
+
     @classmethod
     def create(cls, protocol: Protocol | str, dim: float, sigma: float = 1.0,
                high_concentration: bool = False) -> "IsotropicNoiseSystem":
