@@ -128,6 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("thermonet: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the machine refused (disk full, permissions, ...): not a verdict, not a bug
+        from thermonet.base.paths import describe_os_error
+
+        print(f"thermonet: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

@@ -33,13 +33,36 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
                         help="also write the results as JSON to FILE ('-' for stdout instead of the table)")
 
 
-def open_with_warnings(path: str):
-    """open_run, printing store warnings (partial runs) as one line each on stderr."""
+#: Variables the stationary states are computed from: the command-line readers decode them
+#: before computing anything, so a damaged chunk is an error (exit 2), not a crash or a verdict.
+STATIONARY_INPUTS = ("loss", "rho", "sigma2", "trace_sigma", "grad_full_sq", "grad_norm_sq", "lambda_eff",
+                     "entropy", "entropy_sphere", "diverged_at", "step", "entropy_step", "seed")
+
+
+def unique_runs(paths) -> list[str]:
+    """The run paths with repeats removed (the same store by any spelling: resolved paths),
+    saying so on stderr: a store given twice would count its states twice."""
+    import os
+
+    seen, out = {}, []
+    for path in paths:
+        key = os.path.realpath(path)
+        if key in seen:
+            print(f"thermonet: warning: {path} is the same store as {seen[key]}; counted once", file=sys.stderr)
+            continue
+        seen[key] = path
+        out.append(path)
+    return out
+
+
+def open_with_warnings(path: str, *, verify: bool = False):
+    """open_run, printing store warnings (partial runs) as one line each on stderr. The
+    variables the stationary states use are decoded first (every variable with ``verify``)."""
     from thermonet.store import open_run
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = open_run(path)
+        ds = open_run(path, verify=True if verify else STATIONARY_INPUTS)
     for w in caught:
         if issubclass(w.category, UserWarning):
             print(f"thermonet: warning: {w.message}", file=sys.stderr)

@@ -186,6 +186,10 @@ def _metadata(ds: xr.Dataset | None, m: MeasuredStates, states: xr.Dataset) -> l
     rows.append(("stationary window", f"steps {states.attrs.get('window_first_step')}-"
                                       f"{states.attrs.get('window_last_step')} "
                                       f"({states.attrs.get('window_logs')} logs)"))
+    if ds is not None and "diverged_at" in ds.data_vars:
+        from thermonet.store.accessor import format_diverged
+
+        rows.append(("diverged members", format_diverged(ds.thermo.diverged(), limit=50) or "none"))
     return ["| | |", "|---|---|"] + [f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows]
 
 

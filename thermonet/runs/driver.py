@@ -199,7 +199,9 @@ def run(settings, out: str | Path, *, kind: str, build_engine: Callable[[], Any]
     from thermonet.store import checkpoint
     from thermonet.store.writer import RunStore
 
-    out = Path(out)
+    from thermonet.base.paths import writable
+
+    out = writable(out, "--out", kind="dir")
     action = prepare_store(out, resume=resume, overwrite=overwrite, progress=progress,
                            check=lambda path: check_resumable(path, settings))
     if action == "complete":

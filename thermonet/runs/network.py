@@ -43,9 +43,12 @@ def store_settings(path: str | Path) -> dict:
 
 
 def plan_memory(settings: TrainSettings, dataset) -> dict:
-    """Build the model once on the CPU, estimate the run's memory and refuse what will not fit.
+    """Estimate the run's memory and refuse what will not fit, before anything is allocated.
 
-    Returns the estimate (bytes per component, plus ``dim`` and ``budget``).
+    The model is first built on PyTorch's ``meta`` device (shapes only, no memory): that
+    gives D and the activations per example for the estimate. Only a run that fits gets a
+    real model, built once on the CPU to check its scale invariance. Returns the estimate
+    (bytes per component, plus ``dim`` and ``budget``).
     """
     import torch
 
@@ -54,20 +57,16 @@ def plan_memory(settings: TrainSettings, dataset) -> dict:
     from thermonet.models import build_model, check_scale_invariance
 
     dtype = getattr(torch, settings.dtype)
-    model = build_model(settings.model, input_shape=dataset.input_shape, num_classes=dataset.num_classes,
-                        width=settings.width, head_norm=settings.head_norm, seed=0, dtype=torch.float64,
-                        bn_eps=settings.bn_eps, train_head=settings.train_head)
-    dim = model.num_trained()
+    shape = dict(input_shape=dataset.input_shape, num_classes=dataset.num_classes, width=settings.width,
+                 head_norm=settings.head_norm, bn_eps=settings.bn_eps, train_head=settings.train_head,
+                 dtype=torch.float64)
+    with torch.device("meta"):
+        skeleton = build_model(settings.model, device="meta", **shape)
+    dim = skeleton.num_trained()
     if dim < 2:
         raise InputError(f"model {settings.model} has D = {dim} trained parameters; the sphere needs D >= 2")
     probe = dataset.x_train[: min(8, dataset.n_train)].to(device="cpu", dtype=torch.float64)
-    deviation = check_scale_invariance(model, probe)
-    broken_on_purpose = settings.train_head or settings.bn_eps > 1e-6
-    if not deviation < 1e-6 and not broken_on_purpose:
-        raise InputError(f"model {settings.model} is not scale-invariant: scaling its trained parameters changes "
-                         f"the outputs by {deviation:.2g} (relative); every trained layer must be bias-free and "
-                         f"followed by BatchNorm without affine parameters, and the head must be fixed")
-    acts = activation_elements(model, probe)
+    acts = activation_elements(skeleton, probe.to("meta"))
     estimate = estimate_memory(
         members=settings.members, dim=dim, queue_size=settings.queue_size, batch_size=settings.batch_size,
         eval_batch_size=settings.eval_batch_size, grad_chunk=settings.grad_chunk,
@@ -80,6 +79,13 @@ def plan_memory(settings: TrainSettings, dataset) -> dict:
     else:
         budget, where = memory_budget(settings.device)
     check_memory(estimate, budget, where, members=settings.members, queue_size=settings.queue_size, dim=dim)
+    model = build_model(settings.model, seed=0, **shape)
+    deviation = check_scale_invariance(model, probe)
+    broken_on_purpose = settings.train_head or settings.bn_eps > 1e-6
+    if not deviation < 1e-6 and not broken_on_purpose:
+        raise InputError(f"model {settings.model} is not scale-invariant: scaling its trained parameters changes "
+                         f"the outputs by {deviation:.2g} (relative); every trained layer must be bias-free and "
+                         f"followed by BatchNorm without affine parameters, and the head must be fixed")
     return {**estimate, "dim": dim, "budget": budget, "activations_per_example": acts,
             "scale_invariance_deviation": float(deviation)}
 

@@ -115,6 +115,16 @@ def drift_threshold(tests: int, alpha: float = DRIFT_ALPHA, dof: float | None = 
     return float(stats.norm.ppf(p) if dof is None else stats.t.ppf(p, dof))
 
 
+def format_diverged(rows: list[dict], limit: int = 20) -> str:
+    """One line naming diverged members (``ThermoAccessor.diverged()``), or ``""``."""
+    if not rows:
+        return ""
+    shown = "; ".join(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                                if k != "step") + f" at step {row['step']}" for row in rows[:limit])
+    more = f"; and {len(rows) - limit} more" if len(rows) > limit else ""
+    return f"{len(rows)} member(s) diverged and were frozen (left out of the checks): {shown}{more}"
+
+
 def parse_window(text: str) -> float | int:
     """Command-line ``--window``: ``"0.5"`` (a fraction) or ``"200"`` (a count of logs)."""
     text = str(text).strip()
@@ -305,6 +315,22 @@ class ThermoAccessor:
         }
         self._cache[key] = result
         return result
+
+    def diverged(self) -> list[dict]:
+        """The members that diverged and were frozen: one dict per member with its
+        hyperparameters, ``seed`` and the ``step`` it diverged at (empty without
+        ``diverged_at`` or when none did). Their values are NaN from that step on, so the
+        checks leave them out; :func:`format_diverged` says which."""
+        if "diverged_at" not in self._ds.data_vars:
+            return []
+        at = self._ds["diverged_at"].load()
+        out = []
+        for index in zip(*np.nonzero(np.asarray(at.values) >= 0)):
+            point = at[index]
+            row = {h: float(point[h]) for h in self.hyperparameters}
+            row.update(seed=int(point["seed"]), step=int(point))
+            out.append(row)
+        return out
 
     def seed_mean(self, window: float | int = 0.5) -> xr.Dataset:
         """:meth:`stationary` averaged over seeds (NaN-skipping)."""

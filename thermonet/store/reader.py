@@ -34,8 +34,14 @@ def validate_run(ds: xr.Dataset, *, where: str = "dataset") -> None:
     check_dataset(ds, where=where)
 
 
-def open_run(path: str | Path, *, validate: bool = True) -> xr.Dataset:
+def open_run(path: str | Path, *, validate: bool = True, verify: bool | tuple[str, ...] = False) -> xr.Dataset:
     """Open a run store lazily and check it against the schema.
+
+    With ``validate`` the store is also checked for damage without reading its data (every
+    variable's metadata on disk, every chunk of a finished step present; see
+    :mod:`thermonet.store.verify`); ``verify`` decodes chunks too: ``True`` all of them, a
+    tuple of names those variables' (the command-line readers pass the variables the
+    stationary states use). Damage raises :class:`StoreError` naming the variable and chunk.
 
     Raises :class:`StoreError` (one line) when the path is missing, is not a Zarr store,
     is a Zarr store that is not a thermonet run, has no finished steps, or does not
@@ -43,7 +49,13 @@ def open_run(path: str | Path, *, validate: bool = True) -> xr.Dataset:
     run did not finish (``complete`` false): only logs up to ``steps_done`` are used by
     :meth:`~thermonet.store.accessor.ThermoAccessor.stationary`.
     """
-    p = Path(path)
+    from thermonet.base.paths import readable
+    from thermonet.errors import InputError
+
+    try:
+        p = readable(path, "run store")
+    except InputError as exc:
+        raise StoreError(str(exc)) from None
     if not p.exists():
         raise StoreError(f"{path}: no such run store (the path does not exist)")
     if not p.is_dir() or not _is_zarr_store(p):
@@ -58,6 +70,10 @@ def open_run(path: str | Path, *, validate: bool = True) -> xr.Dataset:
         raise StoreError(f"{path}: cannot read the Zarr store ({message})") from None
     if "thermonet_version" not in ds.attrs or "protocol" not in ds.attrs:
         raise StoreError(f"{path}: a Zarr store but not a thermonet run (no thermonet_version/protocol attributes)")
+    if validate or verify:
+        from thermonet.store.verify import verify_run
+
+        verify_run(p, read=verify)
     if validate:
         protocol = check_dataset(ds, where=str(path))
         steps_done = int(ds.attrs["steps_done"])

@@ -84,6 +84,14 @@ def _remove_stale_temporaries(path: Path) -> None:
             continue
 
 
+def every_chunk():
+    """Zarr writes chunks that hold only the fill value (NaN) too: a finished step always has
+    its chunk on disk, so a missing one is damage, not "no data"."""
+    import zarr
+
+    return zarr.config.set({"array.write_empty_chunks": True})
+
+
 class RunStore:
     """Writer of one run store (see the module docstring)."""
 
@@ -113,8 +121,10 @@ class RunStore:
 
         path = Path(path)
         _remove_stale_temporaries(path)
+        # chunks_complete: every chunk of a finished step is written, NaN-only ones too, so a
+        # missing chunk means a damaged store (thermonet.store.verify)
         ds = empty_dataset(kind, protocol, grid=grid, seeds=seeds, log_steps=log_steps, entropy_steps=entropy_steps,
-                           attrs=attrs)
+                           attrs={**dict(attrs), "chunks_complete": True})
         lead = tuple(ds.sizes[d] for d in (*protocol.hyperparameters, "seed"))
         members = int(np.prod(lead))
         nlog = ds.sizes[STEP]
@@ -147,22 +157,25 @@ class RunStore:
     # ------------------------------------------------------------------ data
     def write_series(self, first: int, data: Mapping[str, np.ndarray]) -> None:
         """Write time-series values for log indices ``first, first+1, …`` (last axis)."""
-        for name, values in data.items():
-            values = np.asarray(values, dtype=np.float64)
-            count = values.shape[-1]
-            if count:
-                self.root[name][..., first:first + count] = values
+        with every_chunk():
+            for name, values in data.items():
+                values = np.asarray(values, dtype=np.float64)
+                count = values.shape[-1]
+                if count:
+                    self.root[name][..., first:first + count] = values
 
     def write_entropy(self, index: int, data: Mapping[str, np.ndarray]) -> None:
         """Write the entropy estimates of entropy index ``index`` (one value per member)."""
-        for name, values in data.items():
-            self.root[name][..., index] = np.asarray(values, dtype=np.float64)
+        with every_chunk():
+            for name, values in data.items():
+                self.root[name][..., index] = np.asarray(values, dtype=np.float64)
 
     def write_members(self, data: Mapping[str, np.ndarray]) -> None:
         """Write per-member variables (e.g. ``diverged_at``), shape (hp…, seed)."""
-        for name, values in data.items():
-            array = self.root[name]
-            array[...] = np.asarray(values).reshape(array.shape).astype(array.dtype)
+        with every_chunk():
+            for name, values in data.items():
+                array = self.root[name]
+                array[...] = np.asarray(values).reshape(array.shape).astype(array.dtype)
 
     def update_attrs(self, **values) -> None:
         self.root.attrs.update(values)

@@ -43,6 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_run_argument(parser)
     add_window_option(parser)
     add_json_option(parser)
+    parser.add_argument("--verify", action="store_true",
+                        help="decode every chunk of every variable first (a damaged store is named, exit 2); "
+                             "without it the variables the checks use are decoded")
     parser.add_argument("--also", metavar="CHECK", action="append", default=[],
                         help="also run optional checks by name, e.g. --also noise-trend "
                              "(repeatable, or a comma list: --also noise-trend,adiabat-noise-trend)")
@@ -68,12 +71,17 @@ def _tolerances(items: list[str]) -> dict[str, float]:
 def run(args: argparse.Namespace) -> int:
     from thermonet.checks import default_checks, get_check, run_checks
     from thermonet.reports.tables import check_table, verdict_counts
-    from thermonet.store.accessor import parse_window
+    from thermonet.store.accessor import format_diverged, parse_window
+
+    from thermonet.base.paths import writable
 
     window = parse_window(args.window)
     tolerances = _tolerances(args.tolerance)
-    ds = open_with_warnings(args.run_path)
+    if args.json and args.json != "-":
+        writable(args.json, "--json")
+    ds = open_with_warnings(args.run_path, verify=args.verify)
     measured = ds.thermo
+    diverged = measured.diverged()
     also = [name.strip() for item in args.also for name in item.split(",") if name.strip()]
     checks = default_checks(measured, {k: v for k, v in tolerances.items() if k not in also})
     checks += [get_check(name, **({"tolerance": tolerances[name]} if name in tolerances else {}))
@@ -93,11 +101,14 @@ def run(args: argparse.Namespace) -> int:
         "passed": not failed,
         "counts": {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "inconclusive", "skip")},
         "checks": [r.to_dict() for r in results],
+        "diverged": diverged,
     }
     if args.json == "-":
         print(json.dumps(payload, indent=2))
     else:
         print(check_table(results, markdown=False))
+        if diverged:
+            print(f"\n{format_diverged(diverged)}")
         print(f"\n{verdict_counts(results)} ({measured.protocol.name}, {measured.kind}, window {window})")
         for r in results:
             if r.verdict != "pass":
@@ -105,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             path = Path(args.json)
             try:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
             except OSError as exc:
                 raise InputError(f"--json {args.json}: cannot write ({exc.strerror})") from None

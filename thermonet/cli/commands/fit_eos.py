@@ -67,27 +67,21 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return parser
 
 
-def _writable(path: str, what: str) -> Path:
-    p = Path(path)
-    if p.exists() and p.is_dir():
-        raise InputError(f"{what} {path}: is a directory")
-    if not p.parent.exists():
-        raise InputError(f"{what} {path}: the folder {p.parent} does not exist")
-    return p
-
-
 def run(args: argparse.Namespace) -> int:
     from thermonet.analysis.eos_fit import fit_equations_of_state, parse_eos_names
     from thermonet.store.accessor import parse_window
 
     window = parse_window(args.window)
     names = parse_eos_names(args.eos)
-    plot_path = _writable(args.plot, "--plot") if args.plot else None
+    from thermonet.base.paths import writable
+
+    plot_path = writable(args.plot, "--plot") if args.plot else None
     if plot_path is not None and plot_path.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise InputError(f"--plot {args.plot}: give a .png, .pdf or .svg file name")
-    json_path = _writable(args.json, "--json") if args.json and args.json != "-" else None
-    from thermonet.cli.options import open_with_warnings
+    json_path = writable(args.json, "--json") if args.json and args.json != "-" else None
+    from thermonet.cli.options import open_with_warnings, unique_runs
 
+    args.runs = unique_runs(args.runs)
     datasets = [open_with_warnings(path) for path in args.runs]
     labels = [Path(p).name for p in args.runs]
     if len(set(labels)) < len(labels):
@@ -103,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         fig = comparison.plot()
         FigureCanvasAgg(fig)
         try:
+            plot_path.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(plot_path, dpi=110)
         except OSError as exc:
             raise InputError(f"--plot {args.plot}: cannot write ({exc.strerror})") from None
@@ -122,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"figure: {plot_path}")
     if json_path is not None:
         try:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             raise InputError(f"--json {args.json}: cannot write ({exc.strerror})") from None

@@ -34,14 +34,18 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from thermonet.cli.options import open_with_warnings
+    from thermonet.cli.options import open_with_warnings, unique_runs
     from thermonet.errors import InputError
     from thermonet.reports.report import write_report
     from thermonet.store.accessor import parse_window
 
+    from thermonet.base.paths import writable
+
     window = parse_window(args.window)
     if not 10 <= args.dpi <= 1000:
         raise InputError(f"--dpi must lie in [10, 1000], got {args.dpi}")
+    writable(args.out, "--out", kind="dir")
+    args.run_paths = unique_runs(args.run_paths)
     datasets = [open_with_warnings(path) for path in args.run_paths]
     # Label sections by path: write_report takes Datasets, so name them here.
     with warnings.catch_warnings():

@@ -77,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     temperatures = _temperatures(args.temperatures)
     if args.plot is not None and Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg"):
         raise InputError(f"--plot {args.plot!r}: give a file name ending in .png, .pdf or .svg")
+    if args.plot is not None:
+        from thermonet.base.paths import writable
+
+        writable(args.plot, "--plot")
     ds = open_with_warnings(args.run_path)
     sweeps = sweep_temperatures(ds, window, at=args.at or None, potential=args.potential)
     states = ds.thermo.stationary(window)
