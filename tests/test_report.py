@@ -135,7 +135,7 @@ def test_check_partial_run_warns(stores, capsys):
         (["check", "{plain}/" + "x" * 5000], "the path is too long"),
         (["report", "{good}", "--out", "{good}/zarr.json/sub"], "cannot hold a folder"),
         (["report", "{missing}", "--out", "{plain}/rep"], "does not exist"),
-        (["report", "{good}", "--out", "{good}/zarr.json"], "not a directory"),
+        (["report", "{good}", "--out", "{good}/zarr.json"], "is a file, not a folder"),
         (["report", "{good}", "--out", "{plain}/rep", "--window", "abc"], "window"),
     ],
 )
