@@ -11,7 +11,12 @@
    the checkpoint (:mod:`thermonet.store.checkpoint`);
 4. advance the engine in chunks of about ``flush_seconds`` that end exactly at every
    entropy step; after each chunk write its logs, the entropies due, the members' status,
-   a checkpoint when ``checkpoint_every`` seconds have passed, and then ``steps_done``.
+   a checkpoint when ``checkpoint_every`` seconds have passed, and then ``steps_done``
+   (:func:`drive`, the loop).
+
+A shard of a sharded run (:mod:`thermonet.runs.shards`) is the same loop on an engine
+of one block of members (:func:`run_shard`): it writes that block's chunks, its own
+checkpoint and its own state file instead of ``steps_done``.
 
 SIGINT/SIGTERM (Ctrl-C, a scheduler's kill) stop the run at the next chunk boundary
 with a checkpoint, so ``--resume`` continues exactly; a second Ctrl-C stops at once.
@@ -343,7 +348,7 @@ def drive(engine, settings, store, *, record: Callable[..., None], bar=None, blo
     t = int(engine.t)
     chunk = max(1, min(settings.steps, 100_000 // max(1, members * max(1, int(engine.dim) // 3))))
     timing = {"engine": 0.0, "entropy": 0.0, "store": 0.0}
-    session_start = time.perf_counter()
+    session_start, cpu_start = time.perf_counter(), time.process_time()
     last_checkpoint = time.monotonic()
     interrupted = _InterruptFlag()
     try:
@@ -386,6 +391,7 @@ def drive(engine, settings, store, *, record: Callable[..., None], bar=None, blo
             t = stop
         if t >= settings.steps:
             timing["total"] = time.perf_counter() - session_start
+            timing["cpu"] = time.process_time() - cpu_start  # all threads: below total x threads on a busy machine
             record(settings.steps, {k: round(v, 3) for k, v in timing.items()})
             checkpoint.drop(out, name)
         else:

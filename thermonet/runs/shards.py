@@ -213,7 +213,8 @@ class _OnDask:
         from distributed import wait
 
         token = uuid.uuid4().hex[:8]
-        futures = {self.client.submit(_shard_task, settings, str(out), index, build_engine, stop_after, flush_hook,
+        where = str(Path(out).absolute())  # workers may start elsewhere: the store must be on a shared path
+        futures = {self.client.submit(_shard_task, settings, where, index, build_engine, stop_after, flush_hook,
                                       key=f"thermonet-shard-{index}-{token}", retries=RETRIES, pure=False): index
                    for index in todo}
         pending = set(futures)
@@ -225,9 +226,11 @@ class _OnDask:
                 except TimeoutError:
                     done = set()
                 for future in done:
-                    if future.status != "finished":
+                    if future.status == "error":
                         exc = future.exception()
                         failures[futures[future]] = f"{type(exc).__name__}: {exc}"
+                    elif future.status != "finished":
+                        failures[futures[future]] = f"the Dask task was {future.status}"
                 total = follow.member_steps(follow.merge(failures))
                 if total > bar.n:
                     bar.update(total - bar.n)
@@ -256,6 +259,13 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _worker_threads(workers: int) -> dict[str, str]:
+    """The environment of a local worker: the CPUs shared out (``cpus // workers`` threads
+    each), unless this process's environment sets a variable itself."""
+    threads = str(max(1, _cpus() // workers))
+    return {name: os.environ.get(name, threads) for name in THREAD_VARIABLES}
+
+
 @contextlib.contextmanager
 def _executor(settings) -> Iterator[Any]:
     """Where the shards run: a local Dask cluster (``--workers``), a running scheduler
@@ -271,9 +281,8 @@ def _executor(settings) -> Iterator[Any]:
     import logging
 
     if settings.workers is not None:
-        threads = str(max(1, _cpus() // settings.workers))
         with distributed.LocalCluster(n_workers=settings.workers, threads_per_worker=1, processes=True,
-                                      env={name: threads for name in THREAD_VARIABLES}, dashboard_address=":0",
+                                      env=_worker_threads(settings.workers), dashboard_address=":0",
                                       silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
             yield _OnDask(client)
         return
