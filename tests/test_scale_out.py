@@ -346,10 +346,12 @@ def test_without_dask_the_message_says_how_to_install_it(tmp_path, capsys, monke
     assert not out.exists()
 
 
-def test_the_flags_are_in_the_help_of_simulate_and_train(capsys):
-    for command in ("simulate", "train"):
-        with pytest.raises(SystemExit):
-            main([command, "--help"])
-        text = capsys.readouterr().out
-        for flag in ("--workers", "--shards", "--scheduler"):
-            assert flag in text, (command, flag)
+def test_the_command_line_runs_and_resumes_shards(tmp_path, capsys):
+    out = tmp_path / "cli.zarr"
+    assert main([*_SIMULATE, "--shards", "2", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"run store: {out}\n"
+    states = attributes(out)["shard_state"]
+    assert [(s["region"]["lr"], s["status"]) for s in states] == [([0, 1], "complete"), ([1, 2], "complete")]
+    assert main([*_SIMULATE, "--resume", "--workers", "2", "--out", str(out)]) == 0  # complete: no cluster
+    assert capsys.readouterr().out == f"run store: {out}\n"
+    assert [read_state(out, i)["attempts"] for i in (0, 1)] == [1, 1]
