@@ -93,8 +93,8 @@ with contextlib.redirect_stdout(io.StringIO()):
         main(sys.argv[1:])
     except SystemExit:
         pass
-print(" ".join(sorted(m for m in ("torch", "sympy", "xarray", "numba", "matplotlib", "scipy", "zarr")
-                      if m in sys.modules)))
+print(" ".join(sorted(m for m in ("torch", "sympy", "xarray", "numba", "matplotlib", "scipy", "zarr", "dask",
+                                 "distributed") if m in sys.modules)))
 """
 
 
@@ -115,7 +115,7 @@ def test_top_level_help_imports_no_heavy_library():
 @pytest.mark.parametrize("command", ["theory", "simulate", "check", "report", "train", "fit-eos", "temperature",
                                      "study"])
 def test_a_command_help_imports_neither_torch_nor_matplotlib(command):
-    assert not _heavy_modules_after(command, "--help") & {"torch", "matplotlib"}
+    assert not _heavy_modules_after(command, "--help") & {"torch", "matplotlib", "dask", "distributed"}
 
 
 def test_the_probe_sees_heavy_imports():

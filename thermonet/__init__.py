@@ -9,12 +9,12 @@ first use, so that ``thermonet --help`` answers at once.
 """
 
 from thermonet.base.version import __version__
-from thermonet.errors import InputError, StoreError, ThermonetError
+from thermonet.errors import InputError, RunError, StoreError, ThermonetError
 from thermonet import _compat
 
 _compat.install()
 
-__all__ = ["__version__", "InputError", "StoreError", "ThermonetError", "open_run"]
+__all__ = ["__version__", "InputError", "RunError", "StoreError", "ThermonetError", "open_run"]
 
 
 def __getattr__(name: str):

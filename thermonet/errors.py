@@ -17,3 +17,7 @@ class InputError(ThermonetError, ValueError):
 
 class StoreError(ThermonetError):
     """A run store is missing, not a thermonet run, or inconsistent."""
+
+
+class RunError(ThermonetError):
+    """A run could not finish (a shard failed); its store keeps what was done and ``--resume`` continues it."""

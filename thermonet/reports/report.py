@@ -30,6 +30,7 @@ from thermonet.checks import CheckResult, run_checks
 from thermonet.errors import InputError
 from thermonet.reports.tables import check_table, format_number, verdict_counts
 from thermonet.store import MeasuredStates, as_measured, measured_kind, open_run
+from thermonet.store.layout import describe_shards
 
 __all__ = ["write_report", "report_figures", "check_table", "format_number"]
 
@@ -180,6 +181,7 @@ def _metadata(ds: xr.Dataset | None, m: MeasuredStates, states: xr.Dataset) -> l
                     "entropy_method", "entropy_k", "device", "created", "thermonet_version", "command"):
             if key in ds.attrs:
                 rows.append((key, str(ds.attrs[key])))
+        rows += describe_shards(ds.attrs)
     rows.append(("hyperparameters", ", ".join(f"{h}: {states.sizes[h]} values in [{format_number(states[h].min())}, "
                                               f"{format_number(states[h].max())}]"
                                               for h in m.protocol.hyperparameters)))

@@ -11,7 +11,12 @@
    the checkpoint (:mod:`thermonet.store.checkpoint`);
 4. advance the engine in chunks of about ``flush_seconds`` that end exactly at every
    entropy step; after each chunk write its logs, the entropies due, the members' status,
-   a checkpoint when ``checkpoint_every`` seconds have passed, and then ``steps_done``.
+   a checkpoint when ``checkpoint_every`` seconds have passed, and then ``steps_done``
+   (:func:`drive`, the loop).
+
+A shard of a sharded run (:mod:`thermonet.runs.shards`) is the same loop on an engine
+of one block of members (:func:`run_shard`): it writes that block's chunks, its own
+checkpoint and its own state file instead of ``steps_done``.
 
 SIGINT/SIGTERM (Ctrl-C, a scheduler's kill) stop the run at the next chunk boundary
 with a checkpoint, so ``--resume`` continues exactly; a second Ctrl-C stops at once.
@@ -35,7 +40,8 @@ import numpy as np
 
 from thermonet.errors import InputError, StoreError
 
-__all__ = ["check_resumable", "command_line", "now", "prepare_store", "run", "stored_settings"]
+__all__ = ["check_resumable", "command_line", "create_store", "drive", "now", "prepare_store", "progress_bar", "run",
+           "run_shard", "stored_settings"]
 
 
 # ------------------------------------------------------------------------------ attributes
@@ -181,21 +187,54 @@ def _next_chunk(planned: int, done: int, elapsed: float, target: float, total: i
     return int(max(1, min(total, limit, done * target / elapsed)))
 
 
-# ------------------------------------------------------------------------------ the loop
-def run(settings, out: str | Path, *, kind: str, build_engine: Callable[[], Any],
-        store_attrs: Callable[[Any], Mapping[str, Any]], describe: str, resume: bool = False,
-        overwrite: bool = False, progress: bool = False, command: str | None = None,
-        stop_after: int | None = None, creation_hook=None) -> Path:
-    """Run ``settings`` into the store ``out`` (see the module docstring); return its path.
+# ------------------------------------------------------------------------------ the store
+def create_store(settings, out: Path, *, kind: str, attrs: Mapping[str, Any], command: str | None = None,
+                 layout=None, creation_hook=None):
+    """Create the run store ``out`` of ``settings`` atomically (every value missing) with the
+    attributes ``attrs`` beyond the settings'; return its writer
+    (:class:`thermonet.store.writer.RunStore`). ``layout``: the member blocks of a sharded
+    run (:class:`thermonet.store.layout.Layout`)."""
+    from thermonet.base.version import __version__
+    from thermonet.engines.common import log_steps
+    from thermonet.store.writer import RunStore
 
-    ``build_engine()`` returns the engine (:class:`thermonet.engines.common.Engine`);
-    ``store_attrs(engine)`` the attributes beyond the settings that a new store records
-    (D, the energy's parameters, the dataset, ...). ``stop_after`` ends the run early at
-    that step with the store left resumable, as if it had been killed there (tests).
-    """
+    if not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    protocol = settings.protocol_object()
+    attrs_ = {
+        "thermonet_version": __version__, "kind": kind, "protocol": protocol.name,
+        "hyperparameters": list(protocol.hyperparameters), **settings.store_attrs(), **attrs,
+        "command": command_line(command), "created": now(), "steps_done": 0, "complete": False,
+    }
+    return RunStore.create(out, kind=kind, protocol=protocol, grid=settings.grid, seeds=settings.seeds,
+                           log_steps=log_steps(settings.steps, settings.log_every),
+                           entropy_steps=settings.entropy_steps(), attrs=attrs_, layout=layout,
+                           creation_hook=creation_hook)
+
+
+def progress_bar(settings, done: int, describe: str, progress: bool):
+    """The one progress bar of a run, in member-steps (``done`` of them finished)."""
     from tqdm import tqdm
 
-    from thermonet.base.version import __version__
+    return tqdm(total=settings.steps * settings.members, initial=done, unit="member-step", unit_scale=True,
+                dynamic_ncols=True, disable=not progress, file=sys.stderr,
+                desc=f"{describe} x{settings.members}")
+
+
+# ------------------------------------------------------------------------------ the loop
+def run(settings, out: str | Path, *, kind: str, build_engine: Callable[..., Any],
+        store_attrs: Callable[[Any], Mapping[str, Any]], describe: str, resume: bool = False,
+        overwrite: bool = False, progress: bool = False, command: str | None = None,
+        stop_after: int | None = None, creation_hook=None, flush_hook=None) -> Path:
+    """Run ``settings`` into the store ``out`` in this process (see the module docstring); return its path.
+
+    ``build_engine(block)`` returns the engine (:class:`thermonet.engines.common.Engine`)
+    of the members in ``block`` (``()``: all of them); ``store_attrs(engine)`` the
+    attributes beyond the settings that a new store records (D, the energy's parameters,
+    the dataset, ...). ``stop_after`` ends the run early at that step with the store left
+    resumable, as if it had been killed there; ``flush_hook(step, shard)`` is called after
+    every flush (tests).
+    """
     from thermonet.store import checkpoint
     from thermonet.store.writer import RunStore
 
@@ -206,8 +245,7 @@ def run(settings, out: str | Path, *, kind: str, build_engine: Callable[[], Any]
                            check=lambda path: check_resumable(path, settings))
     if action == "complete":
         return out
-    engine = build_engine()
-    protocol = settings.protocol_object()
+    engine = build_engine(())
     if action == "overwrite":  # only once the run is known to fit
         shutil.rmtree(out)
     if action == "resume":
@@ -217,38 +255,110 @@ def run(settings, out: str | Path, *, kind: str, build_engine: Callable[[], Any]
             engine.load_state_dict(state)
         store.update_attrs(resumed_at=[*store.attrs.get("resumed_at", []), now()])
     else:
-        if not out.parent.exists():
-            out.parent.mkdir(parents=True, exist_ok=True)
-        from thermonet.engines.common import log_steps
+        store = create_store(settings, out, kind=kind, attrs=store_attrs(engine), command=command,
+                             creation_hook=creation_hook)
 
-        attrs_ = {
-            "thermonet_version": __version__, "kind": kind, "protocol": protocol.name,
-            "hyperparameters": list(protocol.hyperparameters), **settings.store_attrs(), **store_attrs(engine),
-            "command": command_line(command), "created": now(), "steps_done": 0, "complete": False,
-        }
-        store = RunStore.create(out, kind=kind, protocol=protocol, grid=settings.grid, seeds=settings.seeds,
-                                log_steps=log_steps(settings.steps, settings.log_every),
-                                entropy_steps=settings.entropy_steps(), attrs=attrs_, creation_hook=creation_hook)
+    def record(steps_done: int, timing: Mapping[str, float] | None = None) -> None:
+        if timing is None:
+            store.update_attrs(steps_done=steps_done)
+        else:
+            store.update_attrs(steps_done=steps_done, complete=True, finished=now(), timing_s=dict(timing))
 
-    lead = settings.lead_shape
-    members = settings.members
+    bar = progress_bar(settings, int(engine.t) * settings.members, describe, progress)
+    try:
+        drive(engine, settings, store, record=record, bar=bar, stop_after=stop_after,
+              flush_hook=None if flush_hook is None else lambda step: flush_hook(step, None))
+    finally:
+        bar.close()
+    return out
+
+
+def run_shard(settings, out: str | Path, index: int, *, build_engine: Callable[..., Any], worker: str = "local",
+              bar=None, stop_after: int | None = None, flush_hook=None) -> dict:
+    """Run shard ``index`` of the sharded store ``out`` (created by the client) in this
+    process, from its checkpoint if it has one; return its final state.
+
+    The shard writes only its block of members (its chunks), its checkpoint and its state
+    file (:mod:`thermonet.store.layout`), never the root attributes. ``bar``: a progress
+    bar to advance (in member-steps), if any.
+    """
+    import os
+    import socket
+
+    from thermonet.store import checkpoint, layout
+    from thermonet.store.writer import RunStore
+
+    out = Path(out)
+    plan = layout.Layout.of_store(out, (*settings.grid, "seed"))
+    block = plan.block(index)
+    name = layout.checkpoint_name(index)
+    previous = layout.read_state(out, index) or {}
+    store = RunStore(out)
+    engine = build_engine(block)
+    saved = checkpoint.load(out, name)
+    if saved is not None:
+        engine.load_state_dict(saved)
+    state = {"shard": index, "region": plan.region(index), "members": plan.members(index),
+             "steps_done": int(previous.get("steps_done", 0)), "status": "running",
+             "attempts": int(previous.get("attempts", 0)) + 1, "started_from": int(engine.t), "worker": worker,
+             "host": socket.gethostname(), "pid": os.getpid(), "error": None, "updated": now()}
+    layout.write_state(out, index, state)
+
+    def record(steps_done: int, timing: Mapping[str, float] | None = None) -> None:
+        state.update(steps_done=steps_done, updated=now())
+        if timing is not None:
+            state.update(status="complete", finished=now(), timing_s=dict(timing))
+        layout.write_state(out, index, state)
+
+    try:
+        drive(engine, settings, store, record=record, bar=bar, block=block, checkpoint_name=name,
+              stop_after=stop_after, flush_hook=None if flush_hook is None else lambda step: flush_hook(step, index))
+    except KeyboardInterrupt:
+        state.update(status="stopped", updated=now())
+        layout.write_state(out, index, state)
+        raise
+    except Exception as exc:
+        state.update(status="failed", error=f"{type(exc).__name__}: {exc}", updated=now())
+        layout.write_state(out, index, state)
+        raise
+    if state["status"] == "running":  # stopped early (stop_after)
+        state.update(status="stopped", updated=now())
+        layout.write_state(out, index, state)
+    return state
+
+
+def drive(engine, settings, store, *, record: Callable[..., None], bar=None, block: tuple[slice, ...] = (),
+          checkpoint_name: str | None = None, stop_after: int | None = None,
+          flush_hook: Callable[[int], None] | None = None) -> int:
+    """The loop: advance ``engine`` (the members of ``block``) in chunks up to
+    ``settings.steps`` (or ``stop_after``), writing each chunk into ``store``; return the
+    step reached.
+
+    After each chunk: its logs, the entropies due, the members' status, a checkpoint when
+    ``checkpoint_every`` seconds have passed, then ``record(step)`` (the store's
+    ``steps_done`` or a shard's state); at the end ``record(steps, timing)``.
+    """
+    from thermonet.store import checkpoint
+
+    out = store.path
+    name = checkpoint_name or checkpoint.NAME
+    lead = tuple(s.stop - s.start for s in block) if block else settings.lead_shape
+    members = int(engine.members)
     entropy_steps = settings.entropy_steps()
     entropy_index = {int(s): i for i, s in enumerate(entropy_steps)}
     end = settings.steps if stop_after is None else min(settings.steps, int(stop_after))
     t = int(engine.t)
     chunk = max(1, min(settings.steps, 100_000 // max(1, members * max(1, int(engine.dim) // 3))))
     timing = {"engine": 0.0, "entropy": 0.0, "store": 0.0}
-    session_start = time.perf_counter()
+    session_start, cpu_start = time.perf_counter(), time.process_time()
     last_checkpoint = time.monotonic()
     interrupted = _InterruptFlag()
-    bar = tqdm(total=settings.steps * members, initial=t * members, unit="member-step", unit_scale=True,
-               dynamic_ncols=True, disable=not progress, file=sys.stderr, desc=f"{describe} x{members}")
     try:
         interrupted.install()
         while t < end:
             if interrupted.signal is not None:
-                checkpoint.save(out, engine.state_dict())
-                store.update_attrs(steps_done=t)
+                checkpoint.save(out, engine.state_dict(), name)
+                record(t)
                 print(f"thermonet: interrupted at step {t}; checkpoint written, continue with --resume",
                       file=sys.stderr)
                 raise KeyboardInterrupt
@@ -264,29 +374,31 @@ def run(settings, out: str | Path, *, kind: str, build_engine: Callable[[], Any]
                 entropy = engine.entropies()
                 timing["entropy"] += time.perf_counter() - tick
             tick = time.perf_counter()
-            store.write_series(first, {k: v.reshape(*lead, v.shape[-1]) for k, v in logs.items()})
+            store.write_series(first, {k: v.reshape(*lead, v.shape[-1]) for k, v in logs.items()}, block)
             if entropy is not None:
-                store.write_entropy(entropy_index[stop], {k: v.reshape(lead) for k, v in entropy.items()})
+                store.write_entropy(entropy_index[stop], {k: v.reshape(lead) for k, v in entropy.items()}, block)
             status = engine.member_status()
             if status:
-                store.write_members(status)
+                store.write_members(status, block)
             if stop < settings.steps and time.monotonic() - last_checkpoint >= settings.checkpoint_every:
-                checkpoint.save(out, engine.state_dict())
+                checkpoint.save(out, engine.state_dict(), name)
                 last_checkpoint = time.monotonic()
-            store.update_attrs(steps_done=stop)
+            record(stop)
             timing["store"] += time.perf_counter() - tick
-            bar.update((stop - t) * members)
+            if bar is not None:
+                bar.update((stop - t) * members)
+            if flush_hook is not None:
+                flush_hook(stop)
             chunk = _next_chunk(chunk, stop - t, elapsed, settings.flush_seconds, settings.steps)
             t = stop
         if t >= settings.steps:
             timing["total"] = time.perf_counter() - session_start
-            store.update_attrs(steps_done=settings.steps, complete=True, finished=now(),
-                               timing_s={k: round(v, 3) for k, v in timing.items()})
-            checkpoint.drop(out)
+            timing["cpu"] = time.process_time() - cpu_start  # all threads: below total x threads on a busy machine
+            record(settings.steps, {k: round(v, 3) for k, v in timing.items()})
+            checkpoint.drop(out, name)
         else:
-            checkpoint.save(out, engine.state_dict())
-            store.update_attrs(steps_done=t)
+            checkpoint.save(out, engine.state_dict(), name)
+            record(t)
     finally:
         interrupted.restore()
-        bar.close()
-    return out
+    return t

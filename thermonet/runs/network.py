@@ -19,11 +19,12 @@ the same batches.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from pathlib import Path
 
 from thermonet.errors import InputError
-from thermonet.runs import driver
+from thermonet.runs import driver, shards
 from thermonet.runs.options import TrainSettings
 
 __all__ = ["KIND", "TrainSettings", "plan_memory", "resolve_settings", "store_settings", "train"]
@@ -42,8 +43,9 @@ def store_settings(path: str | Path) -> dict:
     return driver.stored_settings(path, KIND, TrainSettings)
 
 
-def plan_memory(settings: TrainSettings, dataset) -> dict:
-    """Estimate the run's memory and refuse what will not fit, before anything is allocated.
+def plan_memory(settings: TrainSettings, dataset, members: int | None = None) -> dict:
+    """Estimate the memory of ``members`` members (default: the run's) and refuse what will
+    not fit, before anything is allocated.
 
     The model is first built on PyTorch's ``meta`` device (shapes only, no memory): that
     gives D and the activations per example for the estimate. Only a run that fits gets a
@@ -68,7 +70,7 @@ def plan_memory(settings: TrainSettings, dataset) -> dict:
     probe = dataset.x_train[: min(8, dataset.n_train)].to(device="cpu", dtype=torch.float64)
     acts = activation_elements(skeleton, probe.to("meta"))
     estimate = estimate_memory(
-        members=settings.members, dim=dim, queue_size=settings.queue_size, batch_size=settings.batch_size,
+        members=settings.members if members is None else members, dim=dim, queue_size=settings.queue_size, batch_size=settings.batch_size,
         eval_batch_size=settings.eval_batch_size, grad_chunk=settings.grad_chunk,
         activations_per_example=acts, dataset_bytes=dataset.nbytes() * dtype.itemsize // 4,
         dtype_bytes=dtype.itemsize, checkpoint_queue=settings.checkpoint_queue,
@@ -78,7 +80,8 @@ def plan_memory(settings: TrainSettings, dataset) -> dict:
         budget, where = settings.max_memory, f"--max-memory {format_bytes(settings.max_memory)}"
     else:
         budget, where = memory_budget(settings.device)
-    check_memory(estimate, budget, where, members=settings.members, queue_size=settings.queue_size, dim=dim)
+    check_memory(estimate, budget, where, members=settings.members if members is None else members,
+                 queue_size=settings.queue_size, dim=dim)
     model = build_model(settings.model, seed=0, **shape)
     deviation = check_scale_invariance(model, probe)
     broken_on_purpose = settings.train_head or settings.bn_eps > 1e-6
@@ -90,19 +93,23 @@ def plan_memory(settings: TrainSettings, dataset) -> dict:
             "scale_invariance_deviation": float(deviation)}
 
 
-def _engine(settings: TrainSettings):
-    """Load the data, refuse a run that will not fit, then build the ensemble."""
+def _engine(settings: TrainSettings, block: tuple[slice, ...] = ()):
+    """Load the data, refuse a run that will not fit, then build the ensemble of the
+    members in ``block`` (slices along hp…, seed; ``()``: all)."""
     import torch
 
     from thermonet.engines.common import member_grid
     from thermonet.engines.network.data import load_dataset
     from thermonet.engines.network.engine import EnsembleEngine
 
+    if settings.threads is not None:  # also on a Dask worker, where train()'s _threads is not around
+        torch.set_num_threads(settings.threads)
     protocol = settings.protocol_object()
     dataset = load_dataset(settings.dataset, data_dir=settings.data_dir, samples_per_class=settings.samples_per_class,
                            device="cpu", dtype=torch.float32)
-    plan = plan_memory(settings, dataset)
-    hp, member_seeds = member_grid(settings.grid, protocol.hyperparameters, settings.seeds)
+    grid, seeds = settings.member_block(block)
+    hp, member_seeds = member_grid(grid, protocol.hyperparameters, seeds)
+    plan = plan_memory(settings, dataset, members=len(member_seeds))
     engine = EnsembleEngine(
         model=settings.model, width=settings.width, head_norm=settings.head_norm, dataset=dataset, protocol=protocol,
         hp=hp, seeds=member_seeds, batch_size=settings.batch_size, queue_size=settings.queue_size,
@@ -150,19 +157,21 @@ def _threads(count: int | None):
 
 def train(out: str | Path = "runs/net.zarr", *, resume: bool = False, overwrite: bool = False,
           progress: bool = False, command: str | None = None, stop_after: int | None = None, creation_hook=None,
-          **options) -> Path:
+          flush_hook=None, **options) -> Path:
     """Train every grid point and seed as one ensemble; stream the results into ``out``.
 
     ``options`` are those of ``thermonet train`` (:class:`TrainSettings`: ``model``,
     ``width``, ``dataset``, ``protocol``, ``grid``, ``seeds``, ``steps``, …). ``stop_after``
-    ends the run at that step with a checkpoint, as if killed there (for tests). Returns
-    the store path. Raises :class:`InputError` for bad settings (including a run that
-    would not fit in memory) and :class:`StoreError` for store problems.
+    ends the run at that step with a checkpoint, as if killed there; ``flush_hook(step,
+    shard)`` is called after every flush (for tests). ``workers``, ``shards`` and
+    ``scheduler`` run the grid as shards (:mod:`thermonet.runs.shards`). Returns the store
+    path. Raises :class:`InputError` for bad settings (including a run that would not fit
+    in memory), :class:`StoreError` for store problems and :class:`RunError` when a shard
+    failed.
     """
     settings = TrainSettings.resolve(**options)
     with _threads(settings.threads):
-        return driver.run(settings, out, kind=KIND, build_engine=lambda: _engine(settings),
-                          store_attrs=lambda engine: _store_attrs(settings, engine),
-                          describe=f"{settings.model} {settings.protocol}", resume=resume,
+        return shards.run(settings, out, kind=KIND, build_engine=functools.partial(_engine, settings),
+                          store_attrs=functools.partial(_store_attrs, settings), describe=f"{settings.model} {settings.protocol}", resume=resume,
                           overwrite=overwrite, progress=progress, command=command, stop_after=stop_after,
-                          creation_hook=creation_hook)
+                          creation_hook=creation_hook, flush_hook=flush_hook)

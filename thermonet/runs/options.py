@@ -138,6 +138,15 @@ def compile_mode(value: Any, label: str) -> str | None:
                   none=("", "none", "off"))(value, label)
 
 
+def scheduler_address(value: Any, label: str) -> str:
+    """A Dask scheduler: ``tcp://host:port``, ``host:port`` or the path of a scheduler file."""
+    address = str(value).strip()
+    if not address or any(c.isspace() for c in address):
+        raise InputError(f"{label} must be a Dask scheduler address such as tcp://10.0.0.5:8786 or the path of a "
+                         f"scheduler file, got {value!r}")
+    return address
+
+
 def hyperparameter_flags() -> dict[str, tuple[str, str]]:
     """Every registered protocol's hyperparameters: name -> (flag, help)."""
     from thermonet.theory.protocols import Protocol
@@ -186,6 +195,18 @@ class RunSettings(OptionSet):
                                      help="seconds between checkpoints")
     flush_seconds: float = option(2.0, flag="--flush-seconds", parse=number(positive=True), resume="free",
                                   store=False, help="target seconds of work between writes to the store")
+    # where the members run (thermonet.runs.shards); the store records the blocks, not these
+    workers: int | None = option(flag="--workers", parse=integer(minimum=1), resume="free", store=False,
+                                 help="run the grid as shards on a local Dask cluster of this many worker processes "
+                                      "(needs thermonet[distributed]; docs/scale-out.md)")
+    shards: int | None = option(flag="--shards", parse=integer(minimum=1), resume="free", store=False,
+                                help="cut the grid into this many blocks of members, each written to its own chunks "
+                                     "(default: --workers, or the scheduler's workers; alone: run them one after "
+                                     "another in this process); on --resume the store's blocks are kept")
+    scheduler: str | None = option(flag="--scheduler", parse=scheduler_address, resume="free", store=False,
+                                   metavar="ADDRESS",
+                                   help="run the shards on the workers of a running Dask scheduler (tcp://host:port "
+                                        "or a scheduler file: dask-jobqueue, dask-cuda, 'dask scheduler')")
 
     # the store's dimension of each member and the schedule ------------------------
     def _broken(self) -> list[str]:
@@ -210,6 +231,20 @@ class RunSettings(OptionSet):
     def lead_shape(self) -> tuple[int, ...]:
         """The members' shape in the store: (len(hp₁), len(hp₂), …, len(seeds))."""
         return tuple(len(v) for v in self.grid.values()) + (len(self.seeds),)
+
+    @property
+    def sharded(self) -> bool:
+        """Whether the run is asked to run as shards (``--shards``, ``--workers`` or ``--scheduler``)."""
+        return self.shards is not None or self.workers is not None or self.scheduler is not None
+
+    def member_block(self, block: Sequence[slice] = ()) -> tuple[dict[str, tuple], tuple[int, ...]]:
+        """The grid and the seeds of the members in ``block`` (slices along hp₁, hp₂, …,
+        seed, a shard of :class:`thermonet.store.layout.Layout`; ``()``: every member)."""
+        if not block:
+            return dict(self.grid), tuple(self.seeds)
+        *along_grid, along_seeds = block
+        return ({name: tuple(values[s]) for (name, values), s in zip(self.grid.items(), along_grid)},
+                tuple(self.seeds[along_seeds]))
 
     def protocol_object(self):
         from thermonet.theory.protocols import get_protocol
@@ -274,6 +309,15 @@ class RunSettings(OptionSet):
     def _controls(self) -> None:
         if not self.momentum < 1:
             raise InputError(f"--momentum must be < 1 (heavy-ball SGD diverges at 1), got {self.momentum:g}")
+
+    def _check_distribution(self, grid: dict) -> None:
+        """``--workers`` and ``--scheduler`` exclude each other; no more shards than members."""
+        if self.workers is not None and self.scheduler is not None:
+            raise InputError("--workers and --scheduler exclude each other: --workers starts a local Dask cluster, "
+                             "--scheduler uses a running one")
+        members = int(np.prod([len(v) for v in grid.values()])) * len(self.seeds)
+        if self.shards is not None and self.shards > members:
+            raise InputError(f"--shards {self.shards} exceeds the {members} members of the grid")
 
     def _init_radius(self, grid: dict) -> None:
         """The protocol refuses ``init_radius`` where it puts the members itself (the sphere)."""
@@ -356,6 +400,7 @@ class IsotropicSettings(RunSettings):
         updates: dict[str, Any] = {"grid": self._grid(), **self._schedule(logs=1000, queue_every=self.queue_every)}
         self._init_radius(updates["grid"])
         self._controls()
+        self._check_distribution(updates["grid"])
         if self.entropy_method == "auto":
             updates["entropy_method"] = "angles" if self.dim == 3 else "chord"
         backend = self.backend or ("numba" if self.device == "cpu" else "torch")
@@ -453,6 +498,7 @@ class TrainSettings(RunSettings):
     def derive(self) -> "TrainSettings":
         queue_every = max(1, self.steps // (2 * self.queue_size))
         updates: dict[str, Any] = {"grid": self._grid(), **self._schedule(logs=100, queue_every=queue_every)}
+        self._check_distribution(updates["grid"])
         if self.entropy_method == "auto":
             updates["entropy_method"] = "chord"
         if self.eval_batch_size is None:

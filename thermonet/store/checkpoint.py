@@ -1,5 +1,8 @@
 """The one checkpoint format of every engine: ``_checkpoint/state.npz`` inside the run store.
 
+(A sharded run keeps one per shard, ``_checkpoint/shard-0003.npz``: the ``name`` argument,
+:func:`thermonet.store.layout.checkpoint_name`.)
+
 An engine's :meth:`state_dict` (numpy arrays and numbers; see
 :class:`thermonet.engines.common.Engine`) is saved as one uncompressed ``.npz`` file,
 written to a temporary file, flushed to disk and renamed over the old one: a checkpoint
@@ -26,19 +29,20 @@ from thermonet.errors import StoreError
 __all__ = ["DIRECTORY", "FILE", "drop", "load", "path_of", "save"]
 
 DIRECTORY = "_checkpoint"
-FILE = "state.npz"
+NAME = "state"
+FILE = f"{NAME}.npz"
 
 
-def path_of(store: str | Path) -> Path:
-    """Where the checkpoint of ``store`` lives."""
-    return Path(store) / DIRECTORY / FILE
+def path_of(store: str | Path, name: str = NAME) -> Path:
+    """Where the checkpoint ``name`` of ``store`` lives."""
+    return Path(store) / DIRECTORY / f"{name}.npz"
 
 
-def save(store: str | Path, state: Mapping[str, object]) -> None:
+def save(store: str | Path, state: Mapping[str, object], name: str = NAME) -> None:
     """Write ``state`` (name -> array or number) atomically (temporary file, fsync, rename)."""
-    path = path_of(store)
+    path = path_of(store, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{FILE}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
         np.savez(fh, **{name: np.asarray(value) for name, value in state.items()})
         fh.flush()
@@ -46,9 +50,9 @@ def save(store: str | Path, state: Mapping[str, object]) -> None:
     os.replace(tmp, path)
 
 
-def load(store: str | Path) -> dict[str, np.ndarray] | None:
+def load(store: str | Path, name: str = NAME) -> dict[str, np.ndarray] | None:
     """The saved state, or ``None`` when the store has no checkpoint."""
-    path = path_of(store)
+    path = path_of(store, name)
     if not path.is_file():
         return None
     try:
@@ -59,6 +63,6 @@ def load(store: str | Path) -> dict[str, np.ndarray] | None:
                          f"use --overwrite to start again") from None
 
 
-def drop(store: str | Path) -> None:
+def drop(store: str | Path, name: str = NAME) -> None:
     """Delete the checkpoint (the run is complete)."""
-    path_of(store).unlink(missing_ok=True)
+    path_of(store, name).unlink(missing_ok=True)

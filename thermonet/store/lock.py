@@ -1,13 +1,15 @@
 """One writer per run store: an operating-system lock that dies with its process.
 
-A writer holds ``fcntl.flock(LOCK_EX | LOCK_NB)`` on the file ``.lock`` inside the store
-for as long as it writes (a new store: taken inside its temporary folder before the
-atomic rename, so it moves with the store). The kernel releases the lock when the process
-ends, however it ends (``kill -9`` included), so a dead writer never blocks a resume. The
-file records the holder (PID, host, start time, command) for the message a second writer
-gets: plain, ``--resume`` and ``--overwrite`` are all refused while the lock is held, and
-``--overwrite`` never deletes a store another process holds. Readers (``check``,
-``report``) do not lock: they read finished steps only.
+A writer holds ``fcntl.flock(LOCK_EX | LOCK_NB)`` on the lock file ``.NAME.lock`` next to
+the store ``NAME`` for as long as it writes, taken before it looks at the store: so two
+runs starting together on a new store, a resume and an overwrite all meet at the same
+lock, and the lock outlives an ``--overwrite``'s delete. The kernel releases it when the
+process ends, however it ends (``kill -9`` included), so a dead writer never blocks a
+resume. The file records the holder (PID, host, start time, command) for the message a
+second writer gets: plain, ``--resume`` and ``--overwrite`` are all refused while the lock
+is held, and ``--overwrite`` never deletes a store another process holds. Readers
+(``check``, ``report``) do not lock: they read finished steps only. A sharded run's client
+holds the lock; its shard tasks write only their own chunks and never take it.
 
 On systems without ``fcntl`` (Windows) the lock is a no-op.
 """
@@ -23,9 +25,7 @@ from pathlib import Path
 
 from thermonet.errors import StoreError
 
-__all__ = ["LOCK_NAME", "StoreLock", "holder"]
-
-LOCK_NAME = ".lock"
+__all__ = ["StoreLock", "holder", "lock_path"]
 
 try:  # pragma: no cover - platform
     import fcntl
@@ -33,10 +33,16 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 
+def lock_path(store: str | Path) -> Path:
+    """The lock file of ``store``: ``.NAME.lock`` in the same folder."""
+    store = Path(store)
+    return store.parent / f".{store.name}.lock"
+
+
 def holder(store: str | Path) -> dict | None:
     """What the lock file of ``store`` says about its last holder (``None`` if there is none)."""
     try:
-        return json.loads((Path(store) / LOCK_NAME).read_text() or "null")
+        return json.loads(lock_path(store).read_text() or "null")
     except (OSError, ValueError):
         return None
 
@@ -49,19 +55,19 @@ def _describe(info: dict | None) -> str:
 
 
 class StoreLock:
-    """The exclusive writer lock of one store folder; a context manager.
+    """The exclusive writer lock of one store (existing or not yet created); a context manager.
 
     ``acquire()`` raises :class:`StoreError` naming the holder when another process holds
     it. ``release()`` (or leaving the ``with`` block, or the process ending) frees it.
     """
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+    def __init__(self, store: str | Path):
+        self.folder = Path(store)
         self._fd: int | None = None
 
     @property
     def path(self) -> Path:
-        return self.folder / LOCK_NAME
+        return lock_path(self.folder)
 
     @property
     def held(self) -> bool:
@@ -71,6 +77,7 @@ class StoreLock:
         if self._fd is not None or fcntl is None:
             return self
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise StoreError(f"{self.folder}: cannot open its lock file ({exc.strerror})") from None

@@ -108,16 +108,19 @@ class RunStore:
     @classmethod
     def create(cls, path: str | Path, *, kind: str, protocol, grid: Mapping[str, Sequence[float]],
                seeds: Sequence[int], log_steps: np.ndarray, entropy_steps: np.ndarray, attrs: Mapping,
-               creation_hook=None) -> "RunStore":
+               layout=None, creation_hook=None) -> "RunStore":
         """Write the all-missing store of the final shape atomically; return its writer.
 
+        ``layout`` (:class:`thermonet.store.layout.Layout`) gives the chunks along the
+        member dimensions: one chunk per shard (default: all members in one chunk).
         ``creation_hook(stage)`` (tests) is called at ``"arrays"`` (arrays written, not yet
         consolidated) and ``"renamed"``; a hook that kills the process there shows that
         no stage leaves a store that cannot be resumed.
         """
         import zarr
 
-        from thermonet.store.schema import STEP, dims_of, empty_dataset, variables_for
+        from thermonet.store.layout import Layout
+        from thermonet.store.schema import dims_of, empty_dataset, variables_for
 
         path = Path(path)
         _remove_stale_temporaries(path)
@@ -125,17 +128,12 @@ class RunStore:
         # missing chunk means a damaged store (thermonet.store.verify)
         ds = empty_dataset(kind, protocol, grid=grid, seeds=seeds, log_steps=log_steps, entropy_steps=entropy_steps,
                            attrs={**dict(attrs), "chunks_complete": True})
-        lead = tuple(ds.sizes[d] for d in (*protocol.hyperparameters, "seed"))
-        members = int(np.prod(lead))
-        nlog = ds.sizes[STEP]
-        step_chunk = int(max(1, min(nlog, 2**17 // max(1, members))))
+        lead = (*protocol.hyperparameters, "seed")
+        if layout is None:
+            layout = Layout(lead, [ds.sizes[d] for d in lead], [ds.sizes[d] for d in lead])
         encoding = {}
         for variable in variables_for(kind, protocol):
-            dims = dims_of(variable, protocol)
-            chunks = tuple(ds.sizes[d] for d in dims)
-            if variable.axis == STEP:
-                chunks = (*lead, step_chunk)
-            encoding[variable.name] = {"chunks": tuple(max(1, c) for c in chunks)}
+            encoding[variable.name] = {"chunks": layout.chunks(ds.sizes, dims_of(variable, protocol))}
         temporary = path.parent / f".{path.name}{_CREATING}{os.getpid()}"
         shutil.rmtree(temporary, ignore_errors=True)
         try:
@@ -155,27 +153,30 @@ class RunStore:
         return cls(path)
 
     # ------------------------------------------------------------------ data
-    def write_series(self, first: int, data: Mapping[str, np.ndarray]) -> None:
+    # ``block``: slices along the member dimensions (hp…, seed), a shard's block of
+    # :class:`thermonet.store.layout.Layout`; ``()`` is every member.
+    def write_series(self, first: int, data: Mapping[str, np.ndarray], block: tuple[slice, ...] = ()) -> None:
         """Write time-series values for log indices ``first, first+1, …`` (last axis)."""
         with every_chunk():
             for name, values in data.items():
                 values = np.asarray(values, dtype=np.float64)
                 count = values.shape[-1]
                 if count:
-                    self.root[name][..., first:first + count] = values
+                    self.root[name][(*block, ..., slice(first, first + count))] = values
 
-    def write_entropy(self, index: int, data: Mapping[str, np.ndarray]) -> None:
+    def write_entropy(self, index: int, data: Mapping[str, np.ndarray], block: tuple[slice, ...] = ()) -> None:
         """Write the entropy estimates of entropy index ``index`` (one value per member)."""
         with every_chunk():
             for name, values in data.items():
-                self.root[name][..., index] = np.asarray(values, dtype=np.float64)
+                self.root[name][(*block, ..., index)] = np.asarray(values, dtype=np.float64)
 
-    def write_members(self, data: Mapping[str, np.ndarray]) -> None:
-        """Write per-member variables (e.g. ``diverged_at``), shape (hp…, seed)."""
+    def write_members(self, data: Mapping[str, np.ndarray], block: tuple[slice, ...] = ()) -> None:
+        """Write per-member variables (e.g. ``diverged_at``), shape (hp…, seed) of the block."""
         with every_chunk():
             for name, values in data.items():
                 array = self.root[name]
-                array[...] = np.asarray(values).reshape(array.shape).astype(array.dtype)
+                shape = tuple(s.stop - s.start for s in block) if block else array.shape
+                array[block or ...] = np.asarray(values).reshape(shape).astype(array.dtype)
 
     def update_attrs(self, **values) -> None:
         self.root.attrs.update(values)

@@ -71,9 +71,9 @@ def _tolerances(items: list[str]) -> dict[str, float]:
 def run(args: argparse.Namespace) -> int:
     from thermonet.checks import default_checks, get_check, run_checks
     from thermonet.reports.tables import check_table, verdict_counts
-    from thermonet.store.accessor import format_diverged, parse_window
-
     from thermonet.base.paths import writable
+    from thermonet.store.accessor import format_diverged, parse_window
+    from thermonet.store.layout import describe_shards
 
     window = parse_window(args.window)
     tolerances = _tolerances(args.tolerance)
@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         "steps_done": measured.steps_done,
         "complete": measured.complete,
         "passed": not failed,
+        **({"shard_state": ds.attrs["shard_state"]} if "shard_state" in ds.attrs else {}),
         "counts": {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "inconclusive", "skip")},
         "checks": [r.to_dict() for r in results],
         "diverged": diverged,
@@ -106,6 +107,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json == "-":
         print(json.dumps(payload, indent=2))
     else:
+        shards = describe_shards(ds.attrs)
+        if shards:
+            complete = sum(s.get("status") == "complete" for s in ds.attrs["shard_state"])
+            print(f"{args.run_path}: sharded run, {complete} of {len(shards)} shards complete; the checks use the "
+                  f"{measured.steps_done} steps every shard finished")
+            for label, text in shards:
+                print(f"  {label}: {text}")
+            print()
         print(check_table(results, markdown=False))
         if diverged:
             print(f"\n{format_diverged(diverged)}")
