@@ -7,6 +7,7 @@ real gas is imposed by moving the stationary radius onto the virial equation of 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,7 +228,7 @@ def test_cli_json_to_stdout(fit_eos_cli, stores, capsys):
     ("mixed", "different protocols"),
     ("unknown", "unknown equation of state"),
     ("window", "window"),
-    ("plot", "does not exist"),
+    ("plot", "is a file, so it cannot hold a folder"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(fit_eos_cli, stores, capsys, case, expected):
     argv = {
@@ -235,7 +236,7 @@ def test_cli_bad_input_exits_2_with_one_line(fit_eos_cli, stores, capsys, case, 
         "mixed": ["fit-eos", stores["lr"], stores["elr"]],
         "unknown": ["fit-eos", stores["lr"], "--eos", "ideal,steam"],
         "window": ["fit-eos", stores["lr"], "--window", "1.5"],
-        "plot": ["fit-eos", stores["lr"], "--plot", str(stores["root"] / "nowhere" / "z.png")],
+        "plot": ["fit-eos", stores["lr"], "--plot", str(Path(stores["lr"]) / "zarr.json" / "z.png")],
     }[case]
     assert fit_eos_cli(argv) == 2
     line = _one_line_error(capsys.readouterr().err)
