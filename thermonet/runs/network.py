@@ -51,7 +51,7 @@ def plan_memory(settings: TrainSettings, dataset) -> dict:
 
     from thermonet.engines.network.functional import activation_elements
     from thermonet.engines.network.memory import check_memory, estimate_memory, format_bytes, memory_budget
-    from thermonet.models import build_model, check_scale_invariance
+    from thermonet.models import build_model, check_group_invariance, check_scale_invariance
 
     dtype = getattr(torch, settings.dtype)
     model = build_model(settings.model, input_shape=dataset.input_shape, num_classes=dataset.num_classes,
@@ -65,6 +65,12 @@ def plan_memory(settings: TrainSettings, dataset) -> dict:
         raise InputError(f"model {settings.model} is not scale-invariant: scaling its trained parameters changes "
                          f"the outputs by {deviation:.2g} (relative); every trained layer must be bias-free and "
                          f"followed by BatchNorm without affine parameters, and the head must be fixed")
+    groups = check_group_invariance(model, probe)
+    broken = {name: value for name, value in groups.items() if not value < 1e-6}
+    if broken:
+        shown = ", ".join(f"{name} ({value:.2g})" for name, value in list(broken.items())[:3])
+        raise InputError(f"model {settings.model}: scaling one scale group alone changes the outputs: {shown} "
+                         f"(relative); its group_parameters() must list parameters that scale together")
     acts = activation_elements(model, probe)
     estimate = estimate_memory(
         members=settings.members, dim=dim, queue_size=settings.queue_size, batch_size=settings.batch_size,
