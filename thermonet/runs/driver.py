@@ -226,7 +226,8 @@ def run(settings, out: str | Path, *, kind: str, build_engine: Callable[[], Any]
         }
         store = RunStore.create(out, kind=kind, protocol=protocol, grid=settings.grid, seeds=settings.seeds,
                                 log_steps=log_steps(settings.steps, settings.log_every),
-                                entropy_steps=settings.entropy_steps(), attrs=attrs_, creation_hook=creation_hook)
+                                entropy_steps=settings.entropy_steps(), attrs=attrs_,
+                                groups=getattr(engine, "groups", None), creation_hook=creation_hook)
 
     lead = settings.lead_shape
     members = settings.members
@@ -262,9 +263,12 @@ def run(settings, out: str | Path, *, kind: str, build_engine: Callable[[], Any]
                 entropy = engine.entropies()
                 timing["entropy"] += time.perf_counter() - tick
             tick = time.perf_counter()
-            store.write_series(first, {k: v.reshape(*lead, v.shape[-1]) for k, v in logs.items()})
+            # members first, then any per-group axis (and the logs' axis); variables the store
+            # lacks (it was created before they existed) are not written
+            store.write_series(first, {k: v.reshape(*lead, *v.shape[1:]) for k, v in logs.items() if store.has(k)})
             if entropy is not None:
-                store.write_entropy(entropy_index[stop], {k: v.reshape(lead) for k, v in entropy.items()})
+                store.write_entropy(entropy_index[stop], {k: v.reshape(*lead, *v.shape[1:])
+                                                          for k, v in entropy.items() if store.has(k)})
             status = engine.member_status()
             if status:
                 store.write_members(status)

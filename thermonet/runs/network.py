@@ -11,8 +11,9 @@ Every (hyperparameter point, seed) is one member (store order: hp₁, hp₂, …
 engine is :class:`thermonet.engines.network.EnsembleEngine`; the driver loop, the store
 and the checkpoint are those of every run (:func:`thermonet.runs.driver.run`). The store
 schema is the simulator's (``kind`` = ``"network"``) plus ``train_accuracy``,
-``test_loss``, ``test_accuracy``, ``snr``, ``batch_loss`` and ``diverged_at`` (hp…, seed;
-−1 when the member never diverged). Batches are counter-based, so a resumed run follows
+``test_loss``, ``test_accuracy``, ``snr``, ``batch_loss``, ``diverged_at`` (hp…, seed;
+−1 when the member never diverged) and the per-group variables over the model's
+scale-invariant groups (dimension ``group``: ``rho_group``, ``temperature_group``, …). Batches are counter-based, so a resumed run follows
 the same batches.
 """
 
@@ -78,6 +79,7 @@ def plan_memory(settings: TrainSettings, dataset) -> dict:
         activations_per_example=acts, dataset_bytes=dataset.nbytes() * dtype.itemsize // 4,
         dtype_bytes=dtype.itemsize, checkpoint_queue=settings.checkpoint_queue,
         device_type=settings.device.split(":")[0],
+        group_entropy_dim=max(g.size for g in model.scale_groups()) if settings.group_entropy else 0,
     )
     if settings.max_memory is not None:
         budget, where = settings.max_memory, f"--max-memory {format_bytes(settings.max_memory)}"
@@ -111,6 +113,7 @@ def _engine(settings: TrainSettings):
         grad_chunk=settings.grad_chunk, autocast=settings.autocast, vectorize=settings.vectorize,
         total_steps=settings.steps, log_every=settings.log_every, entropy_method=settings.entropy_method,
         entropy_k=settings.entropy_k, checkpoint_queue=settings.checkpoint_queue,
+        group_entropy=settings.group_entropy,
     )
     engine.plan = plan
     return engine

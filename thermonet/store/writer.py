@@ -100,8 +100,11 @@ class RunStore:
     @classmethod
     def create(cls, path: str | Path, *, kind: str, protocol, grid: Mapping[str, Sequence[float]],
                seeds: Sequence[int], log_steps: np.ndarray, entropy_steps: np.ndarray, attrs: Mapping,
-               creation_hook=None) -> "RunStore":
+               groups: Sequence[tuple[str, int]] | None = None, creation_hook=None) -> "RunStore":
         """Write the all-missing store of the final shape atomically; return its writer.
+
+        ``groups``: ``(name, D_g)`` of the engine's scale-invariant groups, or ``None`` (no
+        per-group variables; :func:`thermonet.store.schema.empty_dataset`).
 
         ``creation_hook(stage)`` (tests) is called at ``"arrays"`` (arrays written, not yet
         consolidated) and ``"renamed"``; a hook that kills the process there shows that
@@ -114,17 +117,17 @@ class RunStore:
         path = Path(path)
         _remove_stale_temporaries(path)
         ds = empty_dataset(kind, protocol, grid=grid, seeds=seeds, log_steps=log_steps, entropy_steps=entropy_steps,
-                           attrs=attrs)
+                           attrs=attrs, groups=groups)
         lead = tuple(ds.sizes[d] for d in (*protocol.hyperparameters, "seed"))
         members = int(np.prod(lead))
         nlog = ds.sizes[STEP]
         step_chunk = int(max(1, min(nlog, 2**17 // max(1, members))))
         encoding = {}
-        for variable in variables_for(kind, protocol):
+        for variable in variables_for(kind, protocol, grouped=groups is not None):
             dims = dims_of(variable, protocol)
             chunks = tuple(ds.sizes[d] for d in dims)
             if variable.axis == STEP:
-                chunks = (*lead, step_chunk)
+                chunks = (*chunks[:-1], step_chunk)
             encoding[variable.name] = {"chunks": tuple(max(1, c) for c in chunks)}
         temporary = path.parent / f".{path.name}{_CREATING}{os.getpid()}"
         shutil.rmtree(temporary, ignore_errors=True)
@@ -163,6 +166,11 @@ class RunStore:
         for name, values in data.items():
             array = self.root[name]
             array[...] = np.asarray(values).reshape(array.shape).astype(array.dtype)
+
+    def has(self, name: str) -> bool:
+        """Whether the store holds the variable ``name`` (a store written before a variable
+        existed, resumed by a newer thermonet, keeps its layout)."""
+        return name in self.root
 
     def update_attrs(self, **values) -> None:
         self.root.attrs.update(values)

@@ -298,7 +298,9 @@ class Protocol(Registered, abc.ABC, registry="protocol"):
             raise InputError(f"{self.name} does not state its update as w' = alpha w - beta g~ "
                              f"(update_coefficients), so its per-group recursion is unknown")
         mean_q = {step_grad_sq: (trace_sigma + grad_sq) / rho**2}
-        alpha2, beta2 = (sp.simplify((c**2).subs(mean_q)) for c in coefficients)
+        fixed = self.fixed_radius()
+        on_sphere = {} if fixed is None else {rho: fixed}  # the radius before the step is the pinned one
+        alpha2, beta2 = (sp.simplify((c**2).subs(mean_q).subs(on_sphere)) for c in coefficients)
         balance = alpha2 * rho_g**2 + beta2 * (trace_sigma_g + grad_sq_g) / rho_g**2 - rho_g**2
         return _unique_positive_root(balance, rho_g, f"{self.name} group stationary radius", self)
 
@@ -498,7 +500,7 @@ class Protocol(Registered, abc.ABC, registry="protocol"):
         names = self.hyperparameters
         if dim is not None:
             expr = expr.subs(D, as_number(dim))
-        fn = sp.lambdify([*self.symbols.values(), *extra], expr, "numpy")
+        fn = _lambdified((*self.symbols.values(), *extra), expr)
 
         def evaluate(hp: Mapping[str, np.ndarray], *values: np.ndarray) -> np.ndarray:
             missing = [n for n in names if n not in hp]
@@ -527,6 +529,13 @@ class Protocol(Registered, abc.ABC, registry="protocol"):
 def get_protocol(name: str, **kwargs) -> Protocol:
     """Protocol instance by registered name (``fixed-sphere``, ``fixed-elr``, ``fixed-lr``, ...)."""
     return Protocol.get(name)(**kwargs)
+
+
+@functools.lru_cache(maxsize=512)
+def _lambdified(arguments: tuple[sp.Symbol, ...], expr: sp.Expr):
+    """``sp.lambdify`` once per (arguments, expression): it takes milliseconds, and engines
+    evaluate the same expressions at every log step."""
+    return sp.lambdify(list(arguments), expr, "numpy")
 
 
 @functools.lru_cache(maxsize=256)
