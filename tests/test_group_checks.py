@@ -93,3 +93,18 @@ def test_figures_draw():
     for name in ("group-radius", "group-equipartition"):
         fig = _run(name, ds).plot()
         assert fig.axes and fig.axes[0].get_lines()
+
+
+def test_the_report_shows_the_groups(tmp_path):
+    from thermonet.reports.report import write_report
+
+    ds = synthetic_group_run("fixed-lr", SMALL["fixed-lr"], sigma2={"conv": 0.2, "fc": 0.2})
+    page, results = write_report([ds], tmp_path, labels=["grouped"])
+    text = page.read_text()
+    assert "grouped_h_groups.png" in text and "grouped_i_group_checks.png" in text
+    assert (tmp_path / "grouped_h_groups.png").stat().st_size > 10_000
+    assert "| group-equipartition | theory |" in text and "| group-radius | identity |" in text
+    verdicts = {r.name: r.verdict for r in results[0]}
+    assert verdicts["group-equipartition"] == "fail" and verdicts["group-radius"] == "pass"
+    plain, _ = write_report([synthetic_run("fixed-lr")], tmp_path / "plain")
+    assert "h_groups" not in plain.read_text()

@@ -10,7 +10,9 @@
 (c) entropy against the second hyperparameter, one curve per value of the first;
 (d) entropy against the first hyperparameter, one curve per value of the second;
 (e) G - min G (F - min F) maps for a few members, and the excess map of every member;
-plus the Maxwell residual map and the adiabat map when those checks ran.
+plus the Maxwell residual map and the adiabat map when those checks ran, and for networks
+with scale groups (h) every group's radius and temperature against both hyperparameters
+and (i) the per-group checks' figures (group radii against their recursion, T_g/T_bar).
 """
 
 from __future__ import annotations
@@ -156,6 +158,8 @@ def report_figures(measured: MeasuredStates | xr.Dataset, results: Sequence[Chec
         figures["e_potential_maps"] = (fig, f"(e) {pot}_i(j) - min_j {pot}_i(j) in units of T_i for three members i "
                                             f"(star: own state, cross: minimiser) and, right, the excess of every "
                                             f"member's own state (crosses: own state not the minimiser).")
+    if getattr(m, "groups", None) is not None:
+        figures.update(_group_figures(m, by_name, window))
     for name, stem, caption in (("maxwell", "f_maxwell", "Maxwell relation residual on the fitted entropy surface, "
                                                           "divided by (D-1)/2."),
                                 ("adiabat", "g_adiabat", "Seed-mean entropy with contours of the fitted surface and "
@@ -165,6 +169,47 @@ def report_figures(measured: MeasuredStates | xr.Dataset, results: Sequence[Chec
             fig, (ax,) = _figure()
             r.plot(ax)
             figures[stem] = (fig, caption)
+    return figures
+
+
+_STYLES = ("-", "--", ":")
+
+
+def _group_figures(m: MeasuredStates, by_name: dict[str, CheckResult],
+                   window: float | int) -> dict[str, tuple[object, str]]:
+    """(h) per-group radius and temperature against each hyperparameter; (i) the group checks."""
+    gs = seed_mean(m.group_stationary(window))
+    hps = tuple(m.protocol.hyperparameters)
+    fig, axes = _figure(2, 2, width=5.2, height=3.8)
+    for row, (var, label) in enumerate((("rho", "radius rho_g"), ("T", "temperature T_g"))):
+        for col, along in enumerate(hps):
+            ax = axes[2 * row + col]
+            other = hps[1 - col]
+            values = gs[other].values
+            picks = np.unique(np.linspace(0, values.size - 1, min(values.size, len(_STYLES))).round().astype(int))
+            for i, group in enumerate(gs["group"].values):
+                for style, idx in zip(_STYLES, picks):
+                    y = gs[var].sel(group=group).isel({other: idx}).values
+                    ax.plot(gs[along].values, y, style, marker="o", ms=3, lw=1, color=f"C{i % 10}",
+                            label=f"{group} (D={int(gs['group_dim'].sel(group=group))})" if idx == picks[0] else None)
+            for style, idx in zip(_STYLES, picks):
+                ax.plot([], [], style, color="k", lw=1, label=f"{other}={values[idx]:.3g}")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(along)
+            ax.set_ylabel(label)
+            ax.legend(fontsize=6, ncol=2)
+    figures = {"h_groups": (fig, f"(h) Every scale group's stationary radius (top) and temperature T_g = eta_eff,g "
+                                 f"sigma2_g/2 (bottom) against {hps[0]} (left) and {hps[1]} (right); one colour per "
+                                 f"group, one line style per value of the other hyperparameter (seed means).")}
+    checks = [by_name[n] for n in ("group-radius", "group-equipartition") if n in by_name
+              and by_name[n].verdict != "skip"]
+    if checks:
+        fig, axes = _figure(len(checks))
+        for ax, result in zip(axes, checks):
+            result.plot(ax)
+        figures["i_group_checks"] = (fig, "(i) Per-group checks: measured group radii against their exact one-step "
+                                          "recursion (identity), and T_g/T_bar per group (equipartition: 1).")
     return figures
 
 
