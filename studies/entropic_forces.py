@@ -103,17 +103,10 @@ def run(mode: dict, shift: float) -> tuple[dict, "object"]:
     return identities, xr.concat(parts, dim="member")
 
 
-def _figure(ncols=1, nrows=1, width=5.4, height=4.0):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, [fig.add_subplot(nrows, ncols, i + 1) for i in range(nrows * ncols)]
-
-
 def figures(ds, out: Path) -> list[str]:
     """relaxation.png, rates.png, rate_vs_batch.png, balance.png; Markdown lines."""
+    from thermonet.base.plotting import panels
+
     lrs, wds = np.unique(ds["learning_rate"].values), np.unique(ds["weight_decay"].values)
     batches = sorted(np.unique(ds["batch_size"].values), key=lambda b: (b == 0, b))
     sgd = [b for b in batches if b]
@@ -121,7 +114,7 @@ def figures(ds, out: Path) -> list[str]:
     marker = dict(zip(batches, "osD^v<>"))
     lines = []
 
-    fig, axes = _figure(len(wds))
+    fig, axes = panels(len(wds))
     shown = [sgd[0], 0]
     for ax, wd in zip(axes, wds):
         for m in range(ds.sizes["member"]):
@@ -144,7 +137,7 @@ def figures(ds, out: Path) -> list[str]:
               "(solid) and gradient descent (dotted); dashed: the orbit map from the partner's measured gradient and "
               "weight norms (no free parameter), relative to its own start.", ""]
 
-    fig, (ax,) = _figure()
+    fig, (ax,) = panels()
     k_meas, k_pred = ds["k_measured"].values, ds["k_predicted"].values
     for m in range(ds.sizes["member"]):
         p = ds.isel(member=m)
@@ -176,7 +169,7 @@ def figures(ds, out: Path) -> list[str]:
 
     from matplotlib.ticker import NullFormatter
 
-    fig, (ax,) = _figure()
+    fig, (ax,) = panels()
     x_of = {b: (b if b else 2 * max(sgd)) for b in batches}
     for lr in lrs:
         sub = ds.where((ds["learning_rate"] == lr) & (ds["weight_decay"] == 0), drop=True)
@@ -201,7 +194,7 @@ def figures(ds, out: Path) -> list[str]:
               "noise (small batches) and the step; for gradient descent it is ~0 (points at the bottom where the measured "
               "difference decays at all; the predicted rate there is <= 0 and not drawn).", ""]
 
-    fig, (ax,) = _figure()
+    fig, (ax,) = panels()
     styles = dict(zip(batches, ["-", "--", "-.", (0, (3, 1, 1, 1)), (0, (5, 2)), (0, (1, 1))]))
     for m in range(ds.sizes["member"]):
         p = ds.isel(member=m)

@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 from thermonet.analysis.states import seed_mean
-from thermonet.base.plotting import log_mesh
+from thermonet.base.plotting import log_mesh, panels
 from thermonet.checks import CheckResult, run_checks
 from thermonet.errors import InputError
 from thermonet.reports.tables import check_table, format_number, verdict_counts
@@ -36,16 +36,6 @@ from thermonet.store import MeasuredStates, as_measured, measured_kind, open_run
 __all__ = ["write_report", "report_figures", "check_table", "format_number"]
 
 _MAX_CURVES = 6
-
-
-def _figure(ncols: int = 1, nrows: int = 1, width: float = 5.5, height: float = 4.2):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(nrows * ncols)]
-    return fig, axes
 
 
 # ---------------------------------------------------------------------- figures
@@ -104,7 +94,7 @@ def report_figures(measured: MeasuredStates | xr.Dataset, results: Sequence[Chec
     figures: dict[str, tuple[object, str]] = {}
 
     # (a) energy and entropy vs T
-    fig, (ax1, ax2) = _figure(2)
+    fig, (ax1, ax2) = panels(2)
     for ax, name, var, ylabel, logy in ((ax1, "vmf-energy", "U", "energy U (mean loss)", True),
                                         (ax2, "vmf-entropy", "S_sphere", "entropy S_1 (nats)", False)):
         r = by_name.get(name)
@@ -125,7 +115,7 @@ def report_figures(measured: MeasuredStates | xr.Dataset, results: Sequence[Chec
     # (b) radius / effective weight decay
     r = by_name.get("stationary-radius")
     if r is not None:
-        fig, (ax,) = _figure()
+        fig, (ax,) = panels()
         r.plot(ax)
         what = ("effective weight decay lambda_eff (points) vs the ideal-gas (dashed) and discrete-time (solid) pressure"
                 if m.protocol.pressure_expr() is None else
@@ -140,18 +130,18 @@ def report_figures(measured: MeasuredStates | xr.Dataset, results: Sequence[Chec
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 se = states["S"].std("seed", ddof=1) / np.sqrt(states["S"].count("seed"))
-        fig, (ax,) = _figure()
+        fig, (ax,) = panels()
         _entropy_curves(ax, sm, se, along=hps[1], per=hps[0])
         figures["c_entropy_vs_" + hps[1]] = (fig, f"(c) Entropy against {hps[1]}, one curve per {hps[0]} "
                                                   "(error bars: standard error over seeds).")
-        fig, (ax,) = _figure()
+        fig, (ax,) = panels()
         _entropy_curves(ax, sm, se, along=hps[0], per=hps[1])
         figures["d_entropy_vs_" + hps[0]] = (fig, f"(d) Entropy against {hps[0]}, one curve per {hps[1]}.")
 
     # (e) potential maps
     r = by_name.get("potential-minimum")
     if r is not None and r.verdict != "skip":
-        fig, axes = _figure(4, width=4.6)
+        fig, axes = panels(4, width=4.6)
         _gap_maps(axes[:3], r)
         r.plot(axes[3])
         pot = r.context.get("potential", "G")
@@ -166,7 +156,7 @@ def report_figures(measured: MeasuredStates | xr.Dataset, results: Sequence[Chec
                                                           "the theory's adiabat direction at each grid point.")):
         r = by_name.get(name)
         if r is not None and r.verdict != "skip":
-            fig, (ax,) = _figure()
+            fig, (ax,) = panels()
             r.plot(ax)
             figures[stem] = (fig, caption)
     return figures
@@ -180,7 +170,7 @@ def _group_figures(m: MeasuredStates, by_name: dict[str, CheckResult],
     """(h) per-group radius and temperature against each hyperparameter; (i) the group checks."""
     gs = seed_mean(m.group_stationary(window))
     hps = tuple(m.protocol.hyperparameters)
-    fig, axes = _figure(2, 2, width=5.2, height=3.8)
+    fig, axes = panels(2, 2, width=5.2, height=3.8)
     for row, (var, label) in enumerate((("rho", "radius rho_g"), ("T", "temperature T_g"))):
         for col, along in enumerate(hps):
             ax = axes[2 * row + col]
@@ -205,7 +195,7 @@ def _group_figures(m: MeasuredStates, by_name: dict[str, CheckResult],
     checks = [by_name[n] for n in ("group-radius", "group-equipartition") if n in by_name
               and by_name[n].verdict != "skip"]
     if checks:
-        fig, axes = _figure(len(checks))
+        fig, axes = panels(len(checks))
         for ax, result in zip(axes, checks):
             result.plot(ax)
         figures["i_group_checks"] = (fig, "(i) Per-group checks: measured group radii against their exact one-step "
