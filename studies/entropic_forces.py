@@ -28,9 +28,10 @@ theory (:mod:`thermonet.theory.entropic`) says about it, and what this study mea
 
 ``--quick`` (about 1 minute on one CPU core): 1000 training examples, eta in {0.1, 0.2,
 0.4}, lambda in {0, 0.01}, B in {16, 64, full}, one seed, 3000 + 2500 steps. The default
-(about 15 minutes): the same examples, eta in {0.05, 0.1, 0.2, 0.4}, lambda in {0, 0.003,
+(about 10 minutes; the results are in ``docs/entropic-forces.md``): the same examples, eta in {0.05, 0.1, 0.2, 0.4}, lambda in {0, 0.003,
 0.01}, B in {8, 16, 32, 64, 128, full}, two seeds, 6000 + 5000 steps. Writes
-``OUT/summary.md``, ``OUT/summary.json`` and the figures::
+``OUT/summary.md``, ``OUT/summary.json``, the figures and the data (``OUT/relaxation.nc``,
+from which ``--report-only`` rewrites the rest)::
 
     python studies/entropic_forces.py --quick --out reports/entropic-forces-quick
     thermonet study entropic-forces --quick
@@ -65,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-train", type=int, default=None, help="override the number of training examples")
     parser.add_argument("--shift", type=float, default=math.sqrt(2), help="orbit shift c of the copies (default sqrt 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--dpi", type=int, default=100, help="resolution of the figures (default 100)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="do not train: rewrite summary and figures from OUT/relaxation.nc and OUT/summary.json")
     return parser
 
 
@@ -103,7 +107,7 @@ def run(mode: dict, shift: float) -> tuple[dict, "object"]:
     return identities, xr.concat(parts, dim="member")
 
 
-def figures(ds, out: Path) -> list[str]:
+def figures(ds, out: Path, dpi: int = 100) -> list[str]:
     """relaxation.png, rates.png, rate_vs_batch.png, balance.png; Markdown lines."""
     from thermonet.base.plotting import panels
 
@@ -131,7 +135,7 @@ def figures(ds, out: Path) -> list[str]:
         ax.set_ylabel("dC(t) / dC(0)")
         ax.set_title(f"lambda = {wd:g}", fontsize=10)
         ax.legend(fontsize=7)
-    fig.savefig(out / "relaxation.png", dpi=100)
+    fig.savefig(out / "relaxation.png", dpi=dpi)
     lines += ["![relaxation](relaxation.png)", "",
               f"Relaxation after the shift: C(copy) - C(partner), relative to its start, for B = {_label(sgd[0])} "
               "(solid) and gradient descent (dotted); dashed: the orbit map from the partner's measured gradient and "
@@ -161,7 +165,7 @@ def figures(ds, out: Path) -> list[str]:
     ax.set_ylabel("k measured (per step)")
     ax.set_title("filled: lambda = 0 (entropic force only)", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
-    fig.savefig(out / "rates.png", dpi=100)
+    fig.savefig(out / "rates.png", dpi=dpi)
     lines += ["![rates](rates.png)", "",
               "Measured relaxation rate against the predicted one (the same exponential fit on the measured and the "
               f"predicted curve); grey band: ratio in [{BAND[0]}, {BAND[1]}]. Members whose difference does not decay "
@@ -174,12 +178,13 @@ def figures(ds, out: Path) -> list[str]:
     for lr in lrs:
         sub = ds.where((ds["learning_rate"] == lr) & (ds["weight_decay"] == 0), drop=True)
         xs = np.array([x_of[int(b)] for b in sub["batch_size"].values])
-        order = np.argsort(xs)
-        for key, style in (("k_measured", "o"), ("k_predicted", "--")):
-            y = sub[key].values[order]
-            keep = y > 0
-            ax.plot(xs[order][keep], y[keep], style, color=colour[lr], lw=1,
-                    label=f"eta {lr:g} measured" if style == "o" else None)
+        ax.plot(xs, np.where(sub["k_measured"].values > 0, sub["k_measured"].values, np.nan), "o", color=colour[lr],
+                label=f"eta {lr:g} measured")
+        means = sub["k_predicted"].groupby("batch_size").mean()  # one predicted line: the seed mean
+        order = np.argsort([x_of[int(b)] for b in means["batch_size"].values])
+        x_mean = np.array([x_of[int(b)] for b in means["batch_size"].values])[order]
+        y_mean = means.values[order]
+        ax.plot(x_mean[y_mean > 0], y_mean[y_mean > 0], "--", color=colour[lr], lw=1)
     ax.plot([], [], "--", color="k", lw=1, label="predicted")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -188,23 +193,25 @@ def figures(ds, out: Path) -> list[str]:
     ax.set_xlabel("batch size")
     ax.set_ylabel("relaxation rate k (per step), lambda = 0")
     ax.legend(fontsize=7)
-    fig.savefig(out / "rate_vs_batch.png", dpi=100)
+    fig.savefig(out / "rate_vs_batch.png", dpi=dpi)
     lines += ["![rate vs batch](rate_vs_batch.png)", "",
               "Without weight decay the rate is the entropic one, eta^2 (E||g~1||^2 + E||g~2||^2)/M: it grows with the "
               "noise (small batches) and the step; for gradient descent it is ~0 (points at the bottom where the measured "
               "difference decays at all; the predicted rate there is <= 0 and not drawn).", ""]
 
     fig, (ax,) = panels()
-    styles = dict(zip(batches, ["-", "--", "-.", (0, (3, 1, 1, 1)), (0, (5, 2)), (0, (1, 1))]))
+    drawn = sorted({sgd[0], sgd[len(sgd) // 2], sgd[-1]}) + [b for b in batches if not b]  # at most 3 SGD sizes
+    styles = dict(zip(drawn, ["-", "--", "-.", ":"] if len(drawn) == 4 else ["-", "--", ":", ":"]))
+    styles.update({b: ":" for b in batches if not b})
     for m in range(ds.sizes["member"]):
         p = ds.isel(member=m)
-        if float(p["weight_decay"]) != 0 or int(p["seed"]) != int(ds["seed"].values[0]):
-            continue
         b = int(p["batch_size"])
-        ax.plot(p["step1"], p["log_gradient_ratio"], linestyle=styles.get(b, "-") if b else ":",
-                color=colour[float(p["learning_rate"])], lw=1)
-    for b in batches:
-        ax.plot([], [], linestyle=styles.get(b, "-") if b else ":", color="k", label=f"B {_label(b)}")
+        if float(p["weight_decay"]) != 0 or int(p["seed"]) != int(ds["seed"].values[0]) or b not in styles:
+            continue
+        ax.plot(p["step1"], p["log_gradient_ratio"], linestyle=styles[b], color=colour[float(p["learning_rate"])],
+                lw=1)
+    for b in drawn:
+        ax.plot([], [], linestyle=styles[b], color="k", label=f"B {_label(b)}")
     for lr in lrs:
         ax.plot([], [], "-", color=colour[lr], label=f"eta {lr:g}")
     ax.axhline(0, color="0.6", lw=0.5)
@@ -212,10 +219,11 @@ def figures(ds, out: Path) -> list[str]:
     ax.set_ylabel("ln(E||g~1||^2 / E||g~2||^2)")
     ax.set_title("lambda = 0: approach to gradient balance", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
-    fig.savefig(out / "balance.png", dpi=100)
+    fig.savefig(out / "balance.png", dpi=dpi)
     lines += ["![balance](balance.png)", "",
-              "Phase 1 from the initial point, no weight decay: the log gradient ratio goes to 0 (balance) at a speed set "
-              "by eta^2 and the noise; gradient descent (dotted) keeps its imbalance.", ""]
+              "Phase 1 from the initial point, no weight decay (seed 0; the smallest, a middle and the largest batch "
+              "size): the log gradient ratio goes to 0 (balance) at a speed set by eta^2 and the noise; gradient "
+              "descent (dotted) keeps its imbalance.", ""]
     return lines
 
 
@@ -301,19 +309,30 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"entropic_forces: error: --{key.replace('_', '-')} must be >= 1", file=sys.stderr)
                 return 2
             mode[key] = value
-    if not (args.shift > 0 and args.shift != 1) or args.threads < 1:
-        print("entropic_forces: error: --shift must be > 0 and != 1, --threads >= 1", file=sys.stderr)
+    if not (args.shift > 0 and args.shift != 1) or args.threads < 1 or args.dpi < 10:
+        print("entropic_forces: error: --shift must be > 0 and != 1, --threads >= 1, --dpi >= 10", file=sys.stderr)
         return 2
     out = Path(args.out or ("reports/entropic-forces" + ("-quick" if args.quick else "")))
     torch.set_num_threads(args.threads)
     tic = time.perf_counter()
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        identities, ds = run(mode, args.shift)
-    except (ThermonetError, OSError) as exc:
+        if args.report_only:
+            import xarray as xr
+
+            if not (out / "relaxation.nc").is_file() or not (out / "summary.json").is_file():
+                raise ThermonetError(f"--report-only: no relaxation.nc and summary.json in {out}; run the study first")
+            saved = json.loads((out / "summary.json").read_text())
+            identities, seconds, mode = saved["identities"], saved["seconds"], saved["mode"]
+            args.shift = saved["shift"]
+            ds = xr.load_dataset(out / "relaxation.nc")
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            identities, ds = run(mode, args.shift)
+            seconds = time.perf_counter() - tic
+            ds.to_netcdf(out / "relaxation.nc")
+    except (ThermonetError, OSError, ValueError) as exc:
         print(f"entropic_forces: error: {exc}", file=sys.stderr)
         return 2
-    seconds = time.perf_counter() - tic
     table, key = tables(identities, ds)
     lines = ["# Entropic forces on the rescaling symmetry W1 -> c W1, W2 -> W2/c", "",
              f"Two-layer bias-free ReLU network (hidden {mode['hidden']}) on the teacher dataset "
@@ -321,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
              f"lambda {list(mode['wd'])}, B {[_label(b) for b in mode['batch']]}, seeds {list(mode['seeds'])}; "
              f"phase 1 {mode['equilibrate']} steps, shift c = {args.shift:.4g}, phase 2 {mode['relax']} steps; "
              f"{seconds:.0f} s. Identities I1, I2 and predictions P1-P3: docs/entropic-forces.md.", "",
-             *table, "", *figures(ds, out)]
+             *table, "", *figures(ds, out, args.dpi)]
     (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     payload = {"seconds": seconds, "mode": {k: list(v) if isinstance(v, tuple) else v for k, v in mode.items()},
                "shift": args.shift, "identities": identities, "key": key}

@@ -103,8 +103,8 @@ def test_the_rescaling_is_a_symmetry_of_the_chain(data):
 def test_the_step_identities_hold_to_rounding(data, batch_size, wd):
     chain = ReLUChainEnsemble(data, hidden=[8], lr=[0.2, 0.05], wd=wd, seeds=[0, 1], batch_size=batch_size)
     out = identity_residuals(chain, 40)
-    assert out["step_change_rel_residual"] < 1e-10  # measured ~1e-12
-    assert out["symmetry_rel_residual"] < 1e-10
+    assert out["step_change_rel_residual"] < 1e-10  # measured <= 1.2e-11 in the study
+    assert out["symmetry_rel_residual"] < 1e-8  # measured <= 2.3e-10 (small <W, g> in the denominator)
     assert out["largest_rel_change_per_step"] > 1e-4  # C does move: the identity explains a real change
 
 
@@ -151,9 +151,14 @@ def test_the_study_runs_and_writes_its_summary(tmp_path, load_script, capsys):
         assert (out / name).stat().st_size > 5_000, name
     key = json.loads((out / "summary.json").read_text())["key"]
     assert key["identity_step_change_max"] < 1e-10 and key["sgd_members"] == 12
+    (out / "summary.md").unlink()
+    assert study.main(["--quick", "--report-only", "--out", str(out)]) == 0  # from the saved data, no training
+    assert (out / "summary.md").read_text() == text
     capsys.readouterr()
     assert study.main(["--quick", "--relax", "0", "--out", str(out)]) == 2
     assert "--relax must be >= 1" in capsys.readouterr().err
+    assert study.main(["--quick", "--report-only", "--out", str(tmp_path / "none")]) == 2
+    assert "run the study first" in capsys.readouterr().err
 
 
 def test_the_study_is_a_thermonet_study():
