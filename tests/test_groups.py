@@ -144,7 +144,7 @@ def test_flat_model_group_sums_and_columns():
     sums = flat.group_sums(torch.stack([w**2, 2 * w**2]))
     named = dict(model.named_parameters())
     for i, group in enumerate(flat.groups):
-        expected = sum(float((named[n] ** 2).sum()) for n in group.parameters)
+        expected = sum(float((named[n].detach() ** 2).sum()) for n in group.parameters)
         assert sums[0, i].item() == pytest.approx(expected, rel=1e-12)
         assert sums[1, i].item() == pytest.approx(2 * expected, rel=1e-12)
     columns = flat.group_columns()
