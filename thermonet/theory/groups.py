@@ -105,19 +105,7 @@ class ProductOfSpheres:
         n_r = sp.lambdify(D, N_R, "numpy")
         return np.asarray(n_r(self.sizes.astype(float)), dtype=float)
 
-    # ------------------------------------------------------------------ symbolic, per group
-    def temperature_expr(self) -> sp.Expr:
-        """T_g in the hyperparameters, ``rho``, ``rho_g`` and ``sigma2_g``."""
-        return self.protocol.group_temperature_expr()
-
-    def radius_sde_expr(self) -> sp.Expr:
-        """rho_g from the group's ideal gas ``P rho_g**2/2 = N_R,g T_g`` (:meth:`Protocol.group_radius_sde`)."""
-        return self.protocol.group_radius_sde()
-
-    def radius_discrete_expr(self) -> sp.Expr:
-        """rho_g from the group's one-step recursion (:meth:`Protocol.group_radius_discrete`)."""
-        return self.protocol.group_radius_discrete()
-
+    # ------------------------------------------------------------------ the groups together
     def coarse_weight_expr(self) -> sp.Expr:
         """``eta_eff,g rho_g**2 / (eta_eff rho**2)``: 1 for every protocol whose update moves
         all coordinates alike, which makes :meth:`coarse_temperature` an identity."""
@@ -142,21 +130,12 @@ class ProductOfSpheres:
         t = self._group_axis(group_temperature, axis)
         return (t * (self.sizes - 1)).sum(-1) / (self.sizes - 1).sum()
 
-    def temperature(self, hp: Mapping[str, np.ndarray], radius: np.ndarray, group_radius: np.ndarray,
-                    sigma2_group: np.ndarray) -> np.ndarray:
-        """T_g numerically (:meth:`Protocol.group_temperature`)."""
-        return self.protocol.group_temperature(hp, radius, group_radius, sigma2_group)
-
-    def radius_discrete(self, hp: Mapping[str, np.ndarray], radius: np.ndarray, trace_sigma: np.ndarray,
-                        grad_full_sq: np.ndarray, trace_sigma_group: np.ndarray,
-                        grad_full_sq_group: np.ndarray) -> np.ndarray:
-        """rho_g from the recursion with measured noise (:meth:`Protocol.predicted_group_radius_discrete`)."""
-        return self.protocol.predicted_group_radius_discrete(hp, radius, trace_sigma, grad_full_sq,
-                                                             trace_sigma_group, grad_full_sq_group)
-
     def radius_sde(self, hp: Mapping[str, np.ndarray], radius: np.ndarray, sigma2_group: np.ndarray,
                    pressure: np.ndarray | None = None, axis: int = -1) -> np.ndarray:
-        """rho_g from each group's ideal gas with the measured sigma2_g (groups along ``axis``)."""
+        """rho_g from each group's ideal gas with the measured sigma2_g and its own D_g (groups
+        along ``axis``; :meth:`Protocol.predicted_group_radius_sde`). The per-group
+        temperatures and recursion radii are the protocol's own
+        (:meth:`Protocol.group_temperature`, :meth:`Protocol.predicted_group_radius_discrete`)."""
         shape = [1] * np.ndim(sigma2_group)
         shape[axis] = len(self.dims)
         sizes = self.sizes.astype(float).reshape(shape)
