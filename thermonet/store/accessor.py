@@ -320,12 +320,11 @@ class ThermoAccessor:
 
     def _temperature_ratio(self, temperature: xr.DataArray, groups: dict[str, int]) -> xr.DataArray:
         """``T_g / T_bar`` at every log (NaN where a group has D_g < 2)."""
-        from thermonet.errors import InputError as _InputError
         from thermonet.theory.groups import ProductOfSpheres
 
         try:
             system = ProductOfSpheres(self.protocol, groups)
-        except _InputError:
+        except InputError:
             return xr.full_like(temperature, np.nan)
         t = temperature.load()
         axis = t.dims.index(GROUP)
