@@ -34,6 +34,15 @@ Subclassing with ``name=...`` registers the class; :func:`register_model` does t
 as a decorator. :func:`build_model` then finds it by name (``--model tiny-si``), and
 :func:`check_scale_invariance` verifies the property numerically (the trainer runs it
 before every run).
+
+**Groups.** The recipe makes a network scale-invariant *layer by layer*: scaling the
+weights of one layer alone (the layer followed by a BatchNorm) leaves the output
+unchanged. :meth:`ScaleInvariantNet.scale_groups` lists these groups (a name, the trained
+parameters that scale together, their size D_g); by default every trained parameter is a
+group of its own, named by its module path (``conv_layers.0``). A model whose layers only
+scale jointly (a residual stream: the stem and every branch added to it) overrides
+:meth:`ScaleInvariantNet.group_parameters`. :func:`check_group_invariance` verifies each
+group on its own.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
+import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,10 +63,13 @@ __all__ = [
     "DEFAULT_BN_EPS",
     "MODELS",
     "FixedHead",
+    "ScaleGroup",
     "ScaleInvariantNet",
     "batch_norm",
     "build_model",
+    "check_group_invariance",
     "check_scale_invariance",
+    "scale_groups_of",
     "get_model_class",
     "model_names",
     "register_model",
@@ -151,6 +164,67 @@ class FixedHead(nn.Module):
         return f"in_features={self.weight.shape[1]}, out_features={self.weight.shape[0]}, norm={self.norm:g} ({fixed})"
 
 
+@attrs.frozen
+class ScaleGroup:
+    """One scale-invariant group: trained parameters that scale together without changing the output.
+
+    ``name``: the group's name (a module path, or the model's own name for a joint group);
+    ``parameters``: the names of its trained parameters (``named_parameters`` names);
+    ``size``: D_g, the number of its scalar parameters.
+    """
+
+    name: str
+    parameters: tuple[str, ...]
+    size: int
+
+
+def _default_group_name(parameter: str) -> str:
+    """``conv_layers.0.weight`` -> ``conv_layers.0`` (the module path)."""
+    return parameter[: -len(".weight")] if parameter.endswith(".weight") else parameter
+
+
+def scale_groups_of(model: nn.Module) -> tuple[ScaleGroup, ...]:
+    """The scale-invariant groups of ``model``, in flattening order.
+
+    A :class:`ScaleInvariantNet` states its own (:meth:`ScaleInvariantNet.scale_groups`);
+    any other module gets the default, one group per trained parameter.
+    """
+    if isinstance(model, ScaleInvariantNet):
+        return model.scale_groups()
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return _groups_from(trained, _default_group_parameters(trained), type(model).__name__)
+
+
+def _default_group_parameters(trained: Sequence[tuple[str, nn.Parameter]]) -> dict[str, list[str]]:
+    names = [_default_group_name(n) for n, _ in trained]
+    if len(set(names)) < len(names):  # two trained tensors in one module: name them in full
+        names = [n for n, _ in trained]
+    return {group: [n] for group, (n, _) in zip(names, trained)}
+
+
+def _groups_from(trained: Sequence[tuple[str, nn.Parameter]], members: dict[str, Sequence[str]],
+                 owner: str) -> tuple[ScaleGroup, ...]:
+    """Validate a partition of the trained parameters into groups; order groups by their first parameter."""
+    position = {n: i for i, (n, _) in enumerate(trained)}
+    sizes = {n: p.numel() for n, p in trained}
+    seen: dict[str, str] = {}
+    for group, names in members.items():
+        if not names:
+            raise InputError(f"{owner}: scale group {group!r} has no parameters")
+        for n in names:
+            if n not in position:
+                raise InputError(f"{owner}: scale group {group!r} names {n!r}, which is not a trained parameter")
+            if n in seen:
+                raise InputError(f"{owner}: parameter {n!r} is in two scale groups ({seen[n]!r}, {group!r})")
+            seen[n] = group
+    missing = [n for n in position if n not in seen]
+    if missing:
+        raise InputError(f"{owner}: trained parameter(s) {', '.join(missing)} belong to no scale group")
+    groups = [ScaleGroup(group, tuple(sorted(names, key=position.__getitem__)), sum(sizes[n] for n in names))
+              for group, names in members.items()]
+    return tuple(sorted(groups, key=lambda g: position[g.parameters[0]]))
+
+
 class ScaleInvariantNet(Registered, nn.Module, registry="model"):
     """Base class: a scale-invariant body, then :class:`FixedHead`.
 
@@ -163,7 +237,9 @@ class ScaleInvariantNet(Registered, nn.Module, registry="model"):
     Class attributes: ``name`` (registry key), ``description`` (one line for ``--help``),
     ``input_ranks`` (the accepted input ranks, e.g. ``(2, 3)`` for 1-D and 2-D convs).
     Every trained parameter (``requires_grad``) must be part of the scale-invariant
-    vector; anything fixed must be a buffer.
+    vector; anything fixed must be a buffer. The trained parameters fall into groups that
+    are scale-invariant on their own (:meth:`scale_groups`; override
+    :meth:`group_parameters` where the default, one group per parameter, is wrong).
     """
 
     name: ClassVar[str] = ""
@@ -238,6 +314,23 @@ class ScaleInvariantNet(Registered, nn.Module, registry="model"):
         """D, the number of trained (scale-invariant) parameters."""
         return sum(p.numel() for _, p in self.trained_parameters())
 
+    def group_parameters(self) -> dict[str, list[str]]:
+        """Group name -> the trained parameters that scale together (override where needed).
+
+        Default: every trained parameter is its own group, named by its module path
+        (``conv_layers.0.weight`` -> ``conv_layers.0``): right for layers each followed by a
+        BatchNorm without affine parameters.
+        """
+        return _default_group_parameters(self.trained_parameters())
+
+    def scale_groups(self) -> tuple[ScaleGroup, ...]:
+        """The scale-invariant groups (name, parameters, size D_g), in flattening order.
+
+        Built from :meth:`group_parameters`, checked to partition the trained parameters
+        (:class:`InputError` otherwise).
+        """
+        return _groups_from(self.trained_parameters(), self.group_parameters(), self.name or type(self).__name__)
+
 
 def build_model(name: str, *, input_shape: Sequence[int], num_classes: int, width: int = 8,
                 head_norm: float = 10.0, seed: int | None = None, bn_eps: float = DEFAULT_BN_EPS,
@@ -272,6 +365,22 @@ def check_scale_invariance(model: nn.Module, x: torch.Tensor, scales: Sequence[f
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise InputError(f"{type(model).__name__} has no trained parameters")
+    return _output_change(model, x, params, scales)
+
+
+@torch.no_grad()
+def check_group_invariance(model: nn.Module, x: torch.Tensor,
+                           scales: Sequence[float] = (0.1, 7.0)) -> dict[str, float]:
+    """Per scale group (:func:`scale_groups_of`): the largest relative change of the outputs
+    when only that group's parameters are scaled by c (as :func:`check_scale_invariance`)."""
+    named = dict(model.named_parameters())
+    return {group.name: _output_change(model, x, [named[n] for n in group.parameters], scales)
+            for group in scale_groups_of(model)}
+
+
+def _output_change(model: nn.Module, x: torch.Tensor, params: Sequence[nn.Parameter],
+                   scales: Sequence[float]) -> float:
+    """``max_c ‖f(c·params) − f‖_∞ / ‖f‖_∞`` in train mode; the parameters are restored."""
     was_training = model.training
     model.train()
     saved = [p.detach().clone() for p in params]

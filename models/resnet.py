@@ -11,6 +11,13 @@ the shortcut before downsampling"). Convolutions have no bias.
 Scale invariance of the whole vector: every block output is homogeneous of degree 1 in
 the weights (conv paths and shortcut alike), and the final BatchNorm removes the scale.
 
+Groups (:meth:`ResNet18SI.group_parameters`): the first convolution of every block is
+followed by a BatchNorm and is a group of its own. The second convolutions are added to
+the residual stream, so they scale only together with everything else that writes into
+the stream of their stage: the stem convolution (stage ``layers.0``) or the stage's
+downsampling shortcut convolution (stages ``layers.1``-``layers.3``). Each stage's stream
+is one group, ``layers.N.stream``; the next stage (or the final BatchNorm) normalises it.
+
 Works on images ``(C, H, W)`` (Conv2d) and 1-D signals ``(C, L)`` (Conv1d).
 """
 
@@ -66,3 +73,17 @@ class ResNet18SI(ScaleInvariantNet, name="resnet18-si",
     def features(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layers(self.conv1(x))
         return self.global_mean(F.relu(self.bn(out)))
+
+    def group_parameters(self) -> dict[str, list[str]]:
+        """Each block's first convolution alone; each stage's residual stream as one group."""
+        groups: dict[str, list[str]] = {}
+        for i, stage in enumerate(self.layers):
+            stream = [f"layers.{i}.stream", ["conv1.weight"] if i == 0 else []]
+            for j, block in enumerate(stage):
+                prefix = f"layers.{i}.{j}"
+                groups[f"{prefix}.conv1"] = [f"{prefix}.conv1.weight"]
+                stream[1].append(f"{prefix}.conv2.weight")
+                if block.shortcut is not None:
+                    stream[1].append(f"{prefix}.shortcut.1.weight")
+            groups[stream[0]] = stream[1]
+        return groups

@@ -56,7 +56,7 @@ def _verdict(check, ds, window=0.5) -> str:
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_all_checks_pass_on_synthetic_theory(runs, protocol):
     results = run_checks(runs[protocol], window=0.5)
-    assert [r.name for r in results] == list(CHECKS)
+    assert [r.name for r in results] == [n for n, c in CHECKS.items() if not c.needs_groups]  # no groups here
     for r in results:
         assert r.verdict == "pass", (r.name, r.summary)
         assert np.isfinite(r.key_value)
@@ -390,7 +390,7 @@ def test_checks_on_a_simulated_store(simulated):
         _warnings.simplefilter("error", PartialRunWarning)
         ds = thermonet.open_run(full)
     results = {r.name: r for r in run_checks(ds)}
-    assert list(results) == list(CHECKS)
+    assert list(results) == [n for n, c in CHECKS.items() if not c.needs_groups]  # the simulator has no groups
     for r in results.values():  # four seeds of 400 000 steps cannot decide every check, but none fails
         assert r.verdict in ("pass", "inconclusive"), (r.name, r.summary)
         assert r.verdict == "pass" or r.to_decide, r.name

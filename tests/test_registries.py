@@ -24,7 +24,7 @@ def test_builtins_are_registered_under_their_names():
     assert EquationOfState.names() == ["ideal", "virial", "van-der-waals", "power-law"]
     assert EquationOfState.get("ideal") is IdealGas
     assert list(CHECKS) == ["vmf-energy", "vmf-entropy", "stationary-radius", "potential-minimum", "maxwell",
-                            "adiabat", "thermodynamic-temperature"]
+                            "adiabat", "thermodynamic-temperature", "group-radius", "group-equipartition"]
     assert set(OPTIONAL_CHECKS) == {"noise-trend", "adiabat-noise-trend"}
     assert {"convnet-si", "resnet18-si", "convnet1d-si", "mlp-si"} <= set(MODELS)
     assert get_protocol("fixed-lr") == FixedLR()

@@ -8,5 +8,7 @@
 * :mod:`.eos_fit` -- ideal vs real-gas equations of state fitted to measured states;
 * :mod:`.processes` -- theory processes followed through measured states;
 * :mod:`.systems` -- which theory system a run is compared with;
-* :mod:`.sphere_toy` -- the sphere toy's learning-rate sweep.
+* :mod:`.sphere_toy` -- the sphere toy's learning-rate sweep;
+* :mod:`.entropic` -- entropic forces on the rescaling symmetry of unnormalised ReLU
+  networks: the step identities and the relaxation experiment (paper 003).
 """

@@ -28,6 +28,17 @@ def axes_or_new(ax: "Axes | None" = None, size: tuple[float, float] = PANEL_SIZE
     return fig, fig.add_subplot()
 
 
+def panels(ncols: int = 1, nrows: int = 1, width: float = PANEL_SIZE[0], height: float = PANEL_SIZE[1]):
+    """``(figure, [axes])``: a new figure of ``nrows x ncols`` panels (row by row) on an Agg canvas,
+    ready for ``figure.savefig`` without pyplot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, [fig.add_subplot(nrows, ncols, i + 1) for i in range(nrows * ncols)]
+
+
 def log_edges(values: np.ndarray) -> np.ndarray:
     """Cell edges around log-spaced centres (geometric midpoints, extended at both ends)."""
     x = np.log(np.asarray(values, dtype=float))

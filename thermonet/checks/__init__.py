@@ -34,12 +34,15 @@ from thermonet.checks.maxwell import MaxwellCheck  # isort: skip
 from thermonet.checks.adiabat import AdiabatCheck, NoiseTrendAdiabatCheck  # isort: skip
 from thermonet.checks.temperature import ThermodynamicTemperatureCheck  # isort: skip
 from thermonet.checks.noise_trend import NoiseTrendCheck  # isort: skip
+from thermonet.checks.groups import EquipartitionCheck, GroupRadiusCheck  # isort: skip
 
 __all__ = [
     "AdiabatCheck",
     "CHECKS",
     "Check",
     "CheckResult",
+    "EquipartitionCheck",
+    "GroupRadiusCheck",
     "MaxwellCheck",
     "NoiseTrendAdiabatCheck",
     "NoiseTrendCheck",
@@ -77,8 +80,9 @@ def default_checks(measured: MeasuredStates | xr.Dataset, tolerances: dict[str, 
     """The checks that apply to a run's kind and protocol, with optional tolerance overrides.
 
     Isotropic runs of a vMF energy get every default check; networks and other energies
-    all but those that need the exact vMF statistics (``needs_exact_vmf``). Checks whose
-    data are missing or whose grid is too small still appear and report ``skip``.
+    all but those that need the exact vMF statistics (``needs_exact_vmf``); runs without
+    per-group variables all but the per-group checks (``needs_groups``). Checks whose data
+    are missing or whose grid is too small still appear and report ``skip``.
     """
     m = as_measured(measured)
     tolerances = dict(tolerances or {})
@@ -87,8 +91,9 @@ def default_checks(measured: MeasuredStates | xr.Dataset, tolerances: dict[str, 
     if unknown:
         raise InputError(f"unknown check(s) {', '.join(sorted(unknown))}; choose from {', '.join(defaults)}")
     vmf = exact_vmf_applies(m)
+    groups = getattr(m, "groups", None) is not None
     return [get_check(n, **({"tolerance": tolerances[n]} if n in tolerances else {}))
-            for n, cls in defaults.items() if vmf or not cls.needs_exact_vmf]
+            for n, cls in defaults.items() if (vmf or not cls.needs_exact_vmf) and (groups or not cls.needs_groups)]
 
 
 def run_checks(measured: MeasuredStates | xr.Dataset, checks: Iterable[Check] | None = None, *,

@@ -185,6 +185,8 @@ class Check(Registered, abc.ABC, registry="check"):
     optional: ClassVar[bool] = False
     #: Only meaningful for the isotropic system with an exact-vMF energy (left out elsewhere).
     needs_exact_vmf: ClassVar[bool] = False
+    #: Only meaningful for runs with per-group variables (left out of the defaults elsewhere).
+    needs_groups: ClassVar[bool] = False
     #: ``"theory"`` or ``"identity"`` (see :class:`CheckResult`), and why; per run: :meth:`evidence_of`.
     evidence: ClassVar[str] = "theory"
     evidence_reason: ClassVar[str] = ""

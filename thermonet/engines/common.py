@@ -40,6 +40,10 @@ class Engine(TypingProtocol):
       or ``{}``;
     * ``state_dict()`` / ``load_state_dict(state)``: everything needed to continue
       exactly, as numpy arrays and numbers (the checkpoint).
+
+    Optional: ``groups``, the ``(name, D_g)`` of the scale-invariant groups of a network
+    (the store gets the ``group`` dimension); per-group variables are then ``(members,
+    groups, count)`` in the logs and ``(members, groups)`` in the entropies.
     """
 
     t: int
@@ -83,18 +87,21 @@ def member_grid(grid: Mapping[str, Sequence[float]], names: Sequence[str], seeds
 
 
 def queue_entropies(samples, method: str, k: int, active: np.ndarray | None = None,
-                    block_bytes: int = 256 * 2**20) -> dict[str, np.ndarray]:
+                    block_bytes: int = 256 * 2**20, columns=None) -> dict[str, np.ndarray]:
     """``entropy_sphere`` (S₁) and ``entropy`` (S = S₁ + (D−1) ln ρ̄) of every member's queue.
 
     ``samples`` is (M, N, D), numpy or torch (any device); ``active`` (M,) bool selects the
-    members to estimate (NaN elsewhere). Members are estimated in blocks of at most
-    ``block_bytes`` of float64 samples (the estimator works on a float64 copy). When a
-    block fails (e.g. coinciding samples in one member) its members are estimated one by
-    one, NaN where it fails, and a warning says so.
+    members to estimate (NaN elsewhere); ``columns`` (an index array) restricts the
+    samples to those coordinates (one scale-invariant group: its sphere, its D_g), taken
+    block by block. Members are estimated in blocks of at most ``block_bytes`` of float64
+    samples (the estimator works on a float64 copy). When a block fails (e.g. coinciding
+    samples in one member) its members are estimated one by one, NaN where it fails, and
+    a warning says so.
     """
     from thermonet.estimators import spherical_entropy
 
-    members, size, dim = samples.shape[0], samples.shape[1], samples.shape[-1]
+    members, size = samples.shape[0], samples.shape[1]
+    dim = samples.shape[-1] if columns is None else len(columns)
     chosen = np.arange(members) if active is None else np.flatnonzero(np.asarray(active, dtype=bool))
     s1 = np.full(members, math.nan)
     s = np.full(members, math.nan)
@@ -116,6 +123,8 @@ def queue_entropies(samples, method: str, k: int, active: np.ndarray | None = No
     for start in range(0, chosen.size, per_block):
         index = chosen[start:start + per_block]
         block = samples[index] if torch_input else np.asarray(samples)[index]
+        if columns is not None:
+            block = block[..., columns]
         try:
             values = estimate(block)
         except ThermonetError as exc:

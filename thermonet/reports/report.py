@@ -10,7 +10,9 @@
 (c) entropy against the second hyperparameter, one curve per value of the first;
 (d) entropy against the first hyperparameter, one curve per value of the second;
 (e) G - min G (F - min F) maps for a few members, and the excess map of every member;
-plus the Maxwell residual map and the adiabat map when those checks ran.
+plus the Maxwell residual map and the adiabat map when those checks ran, and for networks
+with scale groups (h) every group's radius and temperature against both hyperparameters
+and (i) the per-group checks' figures (group radii against their recursion, T_g/T_bar).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 from thermonet.analysis.states import seed_mean
-from thermonet.base.plotting import log_mesh
+from thermonet.base.plotting import log_mesh, panels
 from thermonet.checks import CheckResult, run_checks
 from thermonet.errors import InputError
 from thermonet.reports.tables import check_table, format_number, verdict_counts
@@ -35,16 +37,6 @@ from thermonet.store.layout import describe_shards
 __all__ = ["write_report", "report_figures", "check_table", "format_number"]
 
 _MAX_CURVES = 6
-
-
-def _figure(ncols: int = 1, nrows: int = 1, width: float = 5.5, height: float = 4.2):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(nrows * ncols)]
-    return fig, axes
 
 
 # ---------------------------------------------------------------------- figures
@@ -103,7 +95,7 @@ def report_figures(measured: MeasuredStates | xr.Dataset, results: Sequence[Chec
     figures: dict[str, tuple[object, str]] = {}
 
     # (a) energy and entropy vs T
-    fig, (ax1, ax2) = _figure(2)
+    fig, (ax1, ax2) = panels(2)
     for ax, name, var, ylabel, logy in ((ax1, "vmf-energy", "U", "energy U (mean loss)", True),
                                         (ax2, "vmf-entropy", "S_sphere", "entropy S_1 (nats)", False)):
         r = by_name.get(name)
@@ -124,7 +116,7 @@ def report_figures(measured: MeasuredStates | xr.Dataset, results: Sequence[Chec
     # (b) radius / effective weight decay
     r = by_name.get("stationary-radius")
     if r is not None:
-        fig, (ax,) = _figure()
+        fig, (ax,) = panels()
         r.plot(ax)
         what = ("effective weight decay lambda_eff (points) vs the ideal-gas (dashed) and discrete-time (solid) pressure"
                 if m.protocol.pressure_expr() is None else
@@ -139,33 +131,76 @@ def report_figures(measured: MeasuredStates | xr.Dataset, results: Sequence[Chec
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 se = states["S"].std("seed", ddof=1) / np.sqrt(states["S"].count("seed"))
-        fig, (ax,) = _figure()
+        fig, (ax,) = panels()
         _entropy_curves(ax, sm, se, along=hps[1], per=hps[0])
         figures["c_entropy_vs_" + hps[1]] = (fig, f"(c) Entropy against {hps[1]}, one curve per {hps[0]} "
                                                   "(error bars: standard error over seeds).")
-        fig, (ax,) = _figure()
+        fig, (ax,) = panels()
         _entropy_curves(ax, sm, se, along=hps[0], per=hps[1])
         figures["d_entropy_vs_" + hps[0]] = (fig, f"(d) Entropy against {hps[0]}, one curve per {hps[1]}.")
 
     # (e) potential maps
     r = by_name.get("potential-minimum")
     if r is not None and r.verdict != "skip":
-        fig, axes = _figure(4, width=4.6)
+        fig, axes = panels(4, width=4.6)
         _gap_maps(axes[:3], r)
         r.plot(axes[3])
         pot = r.context.get("potential", "G")
         figures["e_potential_maps"] = (fig, f"(e) {pot}_i(j) - min_j {pot}_i(j) in units of T_i for three members i "
                                             f"(star: own state, cross: minimiser) and, right, the excess of every "
                                             f"member's own state (crosses: own state not the minimiser).")
+    if getattr(m, "groups", None) is not None:
+        figures.update(_group_figures(m, by_name, window))
     for name, stem, caption in (("maxwell", "f_maxwell", "Maxwell relation residual on the fitted entropy surface, "
                                                           "divided by (D-1)/2."),
                                 ("adiabat", "g_adiabat", "Seed-mean entropy with contours of the fitted surface and "
                                                           "the theory's adiabat direction at each grid point.")):
         r = by_name.get(name)
         if r is not None and r.verdict != "skip":
-            fig, (ax,) = _figure()
+            fig, (ax,) = panels()
             r.plot(ax)
             figures[stem] = (fig, caption)
+    return figures
+
+
+_STYLES = ("-", "--", ":")
+
+
+def _group_figures(m: MeasuredStates, by_name: dict[str, CheckResult],
+                   window: float | int) -> dict[str, tuple[object, str]]:
+    """(h) per-group radius and temperature against each hyperparameter; (i) the group checks."""
+    gs = seed_mean(m.group_stationary(window))
+    hps = tuple(m.protocol.hyperparameters)
+    fig, axes = panels(2, 2, width=5.2, height=3.8)
+    for row, (var, label) in enumerate((("rho", "radius rho_g"), ("T", "temperature T_g"))):
+        for col, along in enumerate(hps):
+            ax = axes[2 * row + col]
+            other = hps[1 - col]
+            values = gs[other].values
+            picks = np.unique(np.linspace(0, values.size - 1, min(values.size, len(_STYLES))).round().astype(int))
+            for i, group in enumerate(gs["group"].values):
+                for style, idx in zip(_STYLES, picks):
+                    y = gs[var].sel(group=group).isel({other: idx}).values
+                    ax.plot(gs[along].values, y, style, marker="o", ms=3, lw=1, color=f"C{i % 10}",
+                            label=f"{group} (D={int(gs['group_dim'].sel(group=group))})" if idx == picks[0] else None)
+            for style, idx in zip(_STYLES, picks):
+                ax.plot([], [], style, color="k", lw=1, label=f"{other}={values[idx]:.3g}")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(along)
+            ax.set_ylabel(label)
+            ax.legend(fontsize=6, ncol=2)
+    figures = {"h_groups": (fig, f"(h) Every scale group's stationary radius (top) and temperature T_g = eta_eff,g "
+                                 f"sigma2_g/2 (bottom) against {hps[0]} (left) and {hps[1]} (right); one colour per "
+                                 f"group, one line style per value of the other hyperparameter (seed means).")}
+    checks = [by_name[n] for n in ("group-radius", "group-equipartition") if n in by_name
+              and by_name[n].verdict != "skip"]
+    if checks:
+        fig, axes = panels(len(checks))
+        for ax, result in zip(axes, checks):
+            result.plot(ax)
+        figures["i_group_checks"] = (fig, "(i) Per-group checks: measured group radii against their exact one-step "
+                                          "recursion (identity), and T_g/T_bar per group (equipartition: 1).")
     return figures
 
 

@@ -189,11 +189,12 @@ def _next_chunk(planned: int, done: int, elapsed: float, target: float, total: i
 
 # ------------------------------------------------------------------------------ the store
 def create_store(settings, out: Path, *, kind: str, attrs: Mapping[str, Any], command: str | None = None,
-                 layout=None, creation_hook=None):
+                 layout=None, groups=None, creation_hook=None):
     """Create the run store ``out`` of ``settings`` atomically (every value missing) with the
     attributes ``attrs`` beyond the settings'; return its writer
     (:class:`thermonet.store.writer.RunStore`). ``layout``: the member blocks of a sharded
-    run (:class:`thermonet.store.layout.Layout`)."""
+    run (:class:`thermonet.store.layout.Layout`); ``groups``: the engine's scale-invariant
+    groups ``(name, D_g)`` (networks), for the per-group variables."""
     from thermonet.base.version import __version__
     from thermonet.engines.common import log_steps
     from thermonet.store.writer import RunStore
@@ -209,7 +210,7 @@ def create_store(settings, out: Path, *, kind: str, attrs: Mapping[str, Any], co
     return RunStore.create(out, kind=kind, protocol=protocol, grid=settings.grid, seeds=settings.seeds,
                            log_steps=log_steps(settings.steps, settings.log_every),
                            entropy_steps=settings.entropy_steps(), attrs=attrs_, layout=layout,
-                           creation_hook=creation_hook)
+                           groups=groups, creation_hook=creation_hook)
 
 
 def progress_bar(settings, done: int, describe: str, progress: bool):
@@ -256,7 +257,7 @@ def run(settings, out: str | Path, *, kind: str, build_engine: Callable[..., Any
         store.update_attrs(resumed_at=[*store.attrs.get("resumed_at", []), now()])
     else:
         store = create_store(settings, out, kind=kind, attrs=store_attrs(engine), command=command,
-                             creation_hook=creation_hook)
+                             groups=getattr(engine, "groups", None), creation_hook=creation_hook)
 
     def record(steps_done: int, timing: Mapping[str, float] | None = None) -> None:
         if timing is None:
@@ -374,9 +375,13 @@ def drive(engine, settings, store, *, record: Callable[..., None], bar=None, blo
                 entropy = engine.entropies()
                 timing["entropy"] += time.perf_counter() - tick
             tick = time.perf_counter()
-            store.write_series(first, {k: v.reshape(*lead, v.shape[-1]) for k, v in logs.items()}, block)
+            # members first, then any per-group axis (and the logs' axis); variables the store
+            # lacks (it was created before they existed) are not written
+            store.write_series(first, {k: v.reshape(*lead, *v.shape[1:]) for k, v in logs.items() if store.has(k)},
+                               block)
             if entropy is not None:
-                store.write_entropy(entropy_index[stop], {k: v.reshape(lead) for k, v in entropy.items()}, block)
+                store.write_entropy(entropy_index[stop], {k: v.reshape(*lead, *v.shape[1:])
+                                                          for k, v in entropy.items() if store.has(k)}, block)
             status = engine.member_status()
             if status:
                 store.write_members(status, block)

@@ -11,8 +11,10 @@ Every (hyperparameter point, seed) is one member (store order: hp₁, hp₂, …
 engine is :class:`thermonet.engines.network.EnsembleEngine`; the driver loop, the store
 and the checkpoint are those of every run (:func:`thermonet.runs.driver.run`). The store
 schema is the simulator's (``kind`` = ``"network"``) plus ``train_accuracy``,
-``test_loss``, ``test_accuracy``, ``snr``, ``loss_full`` and ``diverged_at`` (hp…, seed;
-−1 when the member never diverged). Batches are counter-based, so a resumed run follows
+``test_loss``, ``test_accuracy``, ``snr``, ``loss_full``, ``diverged_at`` (hp…, seed;
+−1 when the member never diverged) and the per-group variables over the model's
+scale-invariant groups (dimension ``group``: ``rho_group``, ``temperature_group``, …).
+Batches are counter-based, so a resumed run follows
 the same batches.
 """
 
@@ -56,7 +58,7 @@ def plan_memory(settings: TrainSettings, dataset, members: int | None = None) ->
 
     from thermonet.engines.network.functional import activation_elements
     from thermonet.engines.network.memory import check_memory, estimate_memory, format_bytes, memory_budget
-    from thermonet.models import build_model, check_scale_invariance
+    from thermonet.models import build_model, check_group_invariance, check_scale_invariance
 
     dtype = getattr(torch, settings.dtype)
     shape = dict(input_shape=dataset.input_shape, num_classes=dataset.num_classes, width=settings.width,
@@ -75,6 +77,7 @@ def plan_memory(settings: TrainSettings, dataset, members: int | None = None) ->
         activations_per_example=acts, dataset_bytes=dataset.nbytes() * dtype.itemsize // 4,
         dtype_bytes=dtype.itemsize, checkpoint_queue=settings.checkpoint_queue,
         device_type=settings.device.split(":")[0],
+        group_entropy_dim=max(g.size for g in model.scale_groups()) if settings.group_entropy else 0,
     )
     if settings.max_memory is not None:
         budget, where = settings.max_memory, f"--max-memory {format_bytes(settings.max_memory)}"
@@ -89,6 +92,13 @@ def plan_memory(settings: TrainSettings, dataset, members: int | None = None) ->
         raise InputError(f"model {settings.model} is not scale-invariant: scaling its trained parameters changes "
                          f"the outputs by {deviation:.2g} (relative); every trained layer must be bias-free and "
                          f"followed by BatchNorm without affine parameters, and the head must be fixed")
+    if not broken_on_purpose:
+        groups = check_group_invariance(model, probe)
+        broken = {name: value for name, value in groups.items() if not value < 1e-6}
+        if broken:
+            shown = ", ".join(f"{name} ({value:.2g})" for name, value in list(broken.items())[:3])
+            raise InputError(f"model {settings.model}: scaling one scale group alone changes the outputs: {shown} "
+                             f"(relative); its group_parameters() must list parameters that scale together")
     return {**estimate, "dim": dim, "budget": budget, "activations_per_example": acts,
             "scale_invariance_deviation": float(deviation)}
 
@@ -121,7 +131,7 @@ def _engine(settings: TrainSettings, block: tuple[slice, ...] = ()):
         grad_chunk=settings.grad_chunk, autocast=settings.autocast, vectorize=settings.vectorize,
         total_steps=settings.steps, log_every=settings.log_every, entropy_method=settings.entropy_method,
         entropy_k=settings.entropy_k, checkpoint_queue=settings.checkpoint_queue, momentum=settings.momentum,
-        bn_eps=settings.bn_eps, train_head=settings.train_head,
+        bn_eps=settings.bn_eps, train_head=settings.train_head, group_entropy=settings.group_entropy,
     )
     engine.plan = plan
     return engine

@@ -470,6 +470,9 @@ class TrainSettings(RunSettings):
     checkpoint_queue: bool = option(True, flag="--no-queue-checkpoint", parse=boolean, switch=False, resume="free",
                                     help="leave the entropy queue out of checkpoints (smaller; after a resume the "
                                          "queue refills before the next entropy)")
+    group_entropy: bool = option(True, flag="--no-group-entropy", parse=boolean, switch=False, resume="free",
+                                 help="leave out the entropy of every scale-invariant group (estimated from the group's "
+                                      "coordinates of the same queue; about doubles the entropy time)")
     max_memory: int | None = option(flag="--max-memory", parse=memory_size, resume="free",
                                     help="memory the run may use, e.g. 8GiB (default: from the device)")
     threads: int | None = option(flag="--threads", parse=integer(minimum=1), resume="free",

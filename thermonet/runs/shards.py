@@ -112,12 +112,12 @@ def _run_sharded(settings, out: Path, *, kind, build_engine, store_attrs, descri
         else:
             plan = layout.Layout.plan(dims, settings.lead_shape, settings.shards or executor.workers)
             # the first block is the largest: building it refuses a run that will not fit
-            attrs_ = {**_probe_attrs(build_engine, store_attrs, plan.block(0)),
-                      "shard_state": layout.initial_states(plan)}
+            probed, groups = _probe_attrs(build_engine, store_attrs, plan.block(0))
+            attrs_ = {**probed, "shard_state": layout.initial_states(plan)}
             if action == "overwrite":
                 shutil.rmtree(out)
             store = driver.create_store(settings, out, kind=kind, attrs=attrs_, command=command, layout=plan,
-                                        creation_hook=creation_hook)
+                                        groups=groups, creation_hook=creation_hook)
         follow = _Follower(store, settings)
         todo = [s["shard"] for s in follow.merge()["shard_state"] if s["status"] != "complete"]
         bar = driver.progress_bar(settings, follow.member_steps(), f"{describe} ({plan.count} shards)", progress)
@@ -139,18 +139,20 @@ def _run_sharded(settings, out: Path, *, kind, build_engine, store_attrs, descri
     return out
 
 
-def _probe_attrs(build_engine, store_attrs, block) -> dict:
-    """The store attributes that come from an engine, from the engine of ``block``, then released."""
+def _probe_attrs(build_engine, store_attrs, block) -> tuple[dict, list | None]:
+    """The store attributes that come from an engine, and its scale-invariant groups (or
+    ``None``), from the engine of ``block``, then released."""
     import gc
 
     engine = build_engine(block)
     attrs_ = dict(store_attrs(engine))
+    groups = getattr(engine, "groups", None)
     del engine
     gc.collect()
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():  # give the device's memory back to the workers
         torch.cuda.empty_cache()
-    return attrs_
+    return attrs_, groups
 
 
 def _timing(states, wall: float) -> dict[str, float]:

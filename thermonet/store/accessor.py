@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from thermonet.errors import InputError, StoreError
-from thermonet.store.schema import ENTROPY_STEP, STEP, TIME_AVERAGED, check_dataset
+from thermonet.store.schema import ENTROPY_STEP, GROUP, GROUP_DIM, GROUP_VARIABLES, STEP, TIME_AVERAGED, check_dataset
 
 if TYPE_CHECKING:
     from thermonet.theory.protocols import Protocol
@@ -187,6 +187,14 @@ class ThermoAccessor:
         """Hyperparameter values, by name."""
         return {name: np.asarray(self._ds[name].values, dtype=float) for name in self.hyperparameters}
 
+    @property
+    def groups(self) -> dict[str, int] | None:
+        """``{group name: D_g}`` of a run with per-group variables, else ``None`` (stores
+        written before groups existed, isotropic runs)."""
+        if not any(v in self._ds.data_vars for v in GROUP_VARIABLES):
+            return None
+        return {str(n): int(d) for n, d in zip(self._ds[GROUP].values, self._ds[GROUP_DIM].values)}
+
     # ------------------------------------------------------------------ stationary states
     def window_steps(self, window: float | int = 0.5) -> np.ndarray:
         """The logged steps the window selects (finished logs only)."""
@@ -273,11 +281,7 @@ class ThermoAccessor:
 
         nan = xr.full_like(out["U"], np.nan)
         if "entropy_step" in ds.dims and ds.sizes["entropy_step"] > 0:
-            esteps = np.asarray(ds["entropy_step"].values)
-            done = esteps[esteps <= self.steps_done]
-            chosen = done[done >= steps[0]]
-            if chosen.size == 0 and done.size:
-                chosen = done[-1:]
+            chosen = self._entropy_window(steps)
             ewin = ds.sel(entropy_step=chosen)
             for src, dst in (("entropy", "S"), ("entropy_sphere", "S_sphere")):
                 have = src in ds.data_vars and chosen.size
@@ -331,6 +335,96 @@ class ThermoAccessor:
             row.update(seed=int(point["seed"]), step=int(point))
             out.append(row)
         return out
+
+    def group_stationary(self, window: float | int = 0.5) -> xr.Dataset:
+        """Stationary state of every scale-invariant group of every member (window means).
+
+        The same window as :meth:`stationary`. Returns a Dataset over (hyperparameters...,
+        seed, group) with
+
+        * ``rho`` (mean ``rho_group``), ``V = rho**2/2``; ``T`` (mean ``temperature_group``),
+          ``sigma2``, ``trace_sigma``, ``grad_full_sq``, ``grad_norm_sq``, ``lr_eff``: window
+          means of the per-group series;
+        * ``T_ratio``: window mean of ``T_g / T_bar`` with ``T_bar`` the degrees-of-freedom
+          weighted mean temperature of the groups at the same log
+          (:meth:`thermonet.theory.groups.ProductOfSpheres.mean_temperature`; 1 for every
+          group under equipartition);
+        * ``S``, ``S_sphere``: mean ``entropy_group``, ``entropy_sphere_group`` over the
+          entropy estimates in the window (NaN without them);
+        * ``*_se`` of ``rho``, ``T``, ``T_ratio``, ``trace_sigma``, ``grad_full_sq``, ``S``:
+          batch-means standard errors (:func:`batch_standard_error`).
+
+        The coordinate ``group_dim`` holds D_g. :class:`StoreError` when the run has no groups.
+        """
+        key = ("groups", type(window).__name__, window)
+        if key in self._cache:
+            return self._cache[key]
+        groups = self.groups
+        if groups is None:
+            raise StoreError("this run has no per-group variables (an isotropic run, or a network run written "
+                             "before thermonet measured scale-invariant groups)")
+        steps = self.window_steps(window)
+        ds = self._ds
+        order = [*self.hyperparameters, "seed", GROUP]
+        win = ds.sel(step=steps)
+        out: dict[str, xr.DataArray] = {}
+
+        def mean(series: xr.DataArray, axis: str) -> xr.DataArray:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return series.load().mean(axis, skipna=True).transpose(*order)
+
+        series = {name: win[f"{name}_group"] for name in ("rho", "sigma2", "trace_sigma", "grad_full_sq",
+                                                          "grad_norm_sq", "lr_eff") if f"{name}_group" in ds}
+        series["T"] = win["temperature_group"]
+        series["T_ratio"] = self._temperature_ratio(win["temperature_group"], groups)
+        for name, values in series.items():
+            out[name] = mean(values, STEP)
+        for name in ("rho", "T", "T_ratio", "trace_sigma", "grad_full_sq"):
+            if name in series:
+                out[f"{name}_se"] = batch_standard_error(series[name], STEP).transpose(*order)
+        out["V"] = out["rho"] ** 2 / 2
+        nan = xr.full_like(out["rho"], np.nan)
+        chosen = self._entropy_window(steps)
+        for src, dst in (("entropy_group", "S"), ("entropy_sphere_group", "S_sphere")):
+            if src in ds.data_vars and chosen.size:
+                ewin = ds[src].sel(entropy_step=chosen)
+                out[dst] = mean(ewin, ENTROPY_STEP)
+                out[f"{dst}_se"] = batch_standard_error(ewin, ENTROPY_STEP).transpose(*order)
+            else:
+                out[dst], out[f"{dst}_se"] = nan, nan
+        result = xr.Dataset(out)
+        result = result.assign_coords({GROUP_DIM: ds[GROUP_DIM]})
+        result.attrs = {"protocol": self.protocol.name, "kind": self.kind, "dim": self.dim,
+                        "window_first_step": int(steps[0]), "window_last_step": int(steps[-1]),
+                        "window_logs": int(steps.size), "steps_done": self.steps_done}
+        self._cache[key] = result
+        return result
+
+    def _temperature_ratio(self, temperature: xr.DataArray, groups: dict[str, int]) -> xr.DataArray:
+        """``T_g / T_bar`` at every log (NaN where a group has D_g < 2)."""
+        from thermonet.theory.groups import ProductOfSpheres
+
+        try:
+            system = ProductOfSpheres(self.protocol, groups)
+        except InputError:
+            return xr.full_like(temperature, np.nan)
+        t = temperature.load()
+        axis = t.dims.index(GROUP)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bar = system.mean_temperature(t.values, axis=axis)
+            return t / xr.DataArray(bar, dims=[d for d in t.dims if d != GROUP],
+                                    coords={k: v for k, v in t.coords.items() if GROUP not in v.dims})
+
+    def _entropy_window(self, steps: np.ndarray) -> np.ndarray:
+        """Entropy steps in the window of ``steps`` (at least the last finished one)."""
+        ds = self._ds
+        if ENTROPY_STEP not in ds.dims or ds.sizes[ENTROPY_STEP] == 0:
+            return np.zeros(0, dtype=np.int64)
+        esteps = np.asarray(ds[ENTROPY_STEP].values)
+        done = esteps[esteps <= self.steps_done]
+        chosen = done[done >= steps[0]]
+        return done[-1:] if chosen.size == 0 and done.size else chosen
 
     def seed_mean(self, window: float | int = 0.5) -> xr.Dataset:
         """:meth:`stationary` averaged over seeds (NaN-skipping)."""

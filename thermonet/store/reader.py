@@ -16,7 +16,7 @@ import xarray as xr
 
 from thermonet.errors import StoreError
 from thermonet.store.accessor import done_steps  # importing the accessor registers ds.thermo
-from thermonet.store.schema import ENTROPY_STEP, STEP, check_dataset
+from thermonet.store.schema import ENTROPY_STEP, GROUP, STEP, check_dataset
 
 __all__ = ["PartialRunWarning", "done_steps", "open_run", "validate_run"]
 
@@ -82,7 +82,7 @@ def open_run(path: str | Path, *, validate: bool = True, verify: bool | tuple[st
         if not done_steps(ds, steps_done).size:
             raise StoreError(f"{path}: no log is finished yet (steps_done = {steps_done}, first log at step "
                              f"{int(ds[STEP].values[0])})")
-        order = [*protocol.hyperparameters, "seed", STEP, ENTROPY_STEP]
+        order = [*protocol.hyperparameters, "seed", GROUP, STEP, ENTROPY_STEP]
         ds = ds.transpose(*[d for d in order if d in ds.dims], *[d for d in ds.dims if d not in order])
     if ds.attrs.get("complete") is not True:
         done = ds.attrs.get("steps_done", "?")

@@ -108,11 +108,15 @@ class RunStore:
     @classmethod
     def create(cls, path: str | Path, *, kind: str, protocol, grid: Mapping[str, Sequence[float]],
                seeds: Sequence[int], log_steps: np.ndarray, entropy_steps: np.ndarray, attrs: Mapping,
-               layout=None, creation_hook=None) -> "RunStore":
+               layout=None, groups: Sequence[tuple[str, int]] | None = None,
+               creation_hook=None) -> "RunStore":
         """Write the all-missing store of the final shape atomically; return its writer.
 
         ``layout`` (:class:`thermonet.store.layout.Layout`) gives the chunks along the
         member dimensions: one chunk per shard (default: all members in one chunk).
+        ``groups``: ``(name, D_g)`` of the engine's scale-invariant groups, or ``None`` (no
+        per-group variables; :func:`thermonet.store.schema.empty_dataset`).
+
         ``creation_hook(stage)`` (tests) is called at ``"arrays"`` (arrays written, not yet
         consolidated) and ``"renamed"``; a hook that kills the process there shows that
         no stage leaves a store that cannot be resumed.
@@ -127,12 +131,12 @@ class RunStore:
         # chunks_complete: every chunk of a finished step is written, NaN-only ones too, so a
         # missing chunk means a damaged store (thermonet.store.verify)
         ds = empty_dataset(kind, protocol, grid=grid, seeds=seeds, log_steps=log_steps, entropy_steps=entropy_steps,
-                           attrs={**dict(attrs), "chunks_complete": True})
+                           attrs={**dict(attrs), "chunks_complete": True}, groups=groups)
         lead = (*protocol.hyperparameters, "seed")
         if layout is None:
             layout = Layout(lead, [ds.sizes[d] for d in lead], [ds.sizes[d] for d in lead])
         encoding = {}
-        for variable in variables_for(kind, protocol):
+        for variable in variables_for(kind, protocol, grouped=groups is not None):
             encoding[variable.name] = {"chunks": layout.chunks(ds.sizes, dims_of(variable, protocol))}
         temporary = path.parent / f".{path.name}{_CREATING}{os.getpid()}"
         shutil.rmtree(temporary, ignore_errors=True)
@@ -177,6 +181,11 @@ class RunStore:
                 array = self.root[name]
                 shape = tuple(s.stop - s.start for s in block) if block else array.shape
                 array[block or ...] = np.asarray(values).reshape(shape).astype(array.dtype)
+
+    def has(self, name: str) -> bool:
+        """Whether the store holds the variable ``name`` (a store written before a variable
+        existed, resumed by a newer thermonet, keeps its layout)."""
+        return name in self.root
 
     def update_attrs(self, **values) -> None:
         self.root.attrs.update(values)

@@ -28,6 +28,17 @@ grad_sq = sp.Symbol("G1sq", nonnegative=True)  #: ||grad L(x)||**2 at unit norm
 #: Number of "gas constant" units: P V = N_R T for the ideal gas.
 N_R = (D - 1) / 2
 
+# One scale-invariant group g of a network (THEORY §11, "per layer"): its own radius,
+# dimension, and noise measured at the group's unit norm.
+rho_g = sp.Symbol("rho_g", positive=True)  #: radius ||w_g|| of one group
+D_g = sp.Symbol("D_g", positive=True)  #: number of parameters of one group
+sigma2_g = sp.Symbol("sigma2_g", positive=True)  #: trSigma_g(x_g)/(D_g - 1)
+trace_sigma_g = sp.Symbol("trSigma_g", positive=True)  #: trSigma_g(x_g) at the group's unit norm
+grad_sq_g = sp.Symbol("G1sq_g", nonnegative=True)  #: ||grad_g L(x_g)||**2 at the group's unit norm
+#: ||g~||**2 of one step's stochastic gradient (the whole vector, weight units) and of one group.
+step_grad_sq = sp.Symbol("q", nonnegative=True)
+step_grad_sq_g = sp.Symbol("q_g", nonnegative=True)
+
 # Hyperparameters of the built-in protocols.
 eta = sp.Symbol("eta", positive=True)  #: learning rate
 eta_tilde = sp.Symbol("eta_tilde", positive=True)  #: effective learning rate

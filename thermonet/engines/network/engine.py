@@ -19,8 +19,10 @@ queue (E, N, D) and the interval accumulators of the mini-batch loss. One traini
 
 Every ``queue_every`` steps ``W`` is written into the ring buffer of the queue. At every
 log step :meth:`EnsembleEngine.advance` calls :meth:`EnsembleEngine.measure` (the log-step
-quantities of THEORY §9); :meth:`EnsembleEngine.entropies` gives the queue entropies
-(:mod:`thermonet.estimators`).
+quantities of THEORY §9, for the whole vector and for each scale-invariant group,
+:data:`GROUP_MEASURED`); :meth:`EnsembleEngine.entropies` gives the queue entropies
+(:mod:`thermonet.estimators`), of the whole vector and, with ``group_entropy``, of each
+group from its coordinates of the same queue.
 """
 
 from __future__ import annotations
@@ -37,11 +39,14 @@ from thermonet.engines.network.data import STREAM_GRAD_SAMPLES, STREAM_TRAIN, Da
 from thermonet.engines.network.functional import FlatModel, activation_elements, initial_point, resolve_vectorize
 from thermonet.errors import InputError
 
-__all__ = ["MEASURED", "EnsembleEngine", "chunk_bounds"]
+__all__ = ["GROUP_MEASURED", "MEASURED", "EnsembleEngine", "chunk_bounds"]
 
 #: Per-member quantities returned by :meth:`EnsembleEngine.measure`.
 MEASURED = ("loss", "loss_full", "train_accuracy", "test_loss", "test_accuracy", "rho", "grad_norm_sq", "sigma2",
             "trace_sigma", "grad_full_sq", "snr")
+#: Per-member, per-group quantities returned by :meth:`EnsembleEngine.measure`, (E, G).
+GROUP_MEASURED = ("rho_group", "grad_norm_sq_group", "trace_sigma_group", "sigma2_group", "grad_full_sq_group",
+                  "lr_eff_group", "temperature_group")
 
 
 def chunk_bounds(n: int, size: int) -> list[tuple[int, int]]:
@@ -83,6 +88,9 @@ class EnsembleEngine:
     bn_eps, train_head:
         passed to :func:`thermonet.models.build_model`: a large BatchNorm epsilon or a
         trained last layer break the scale invariance (controls).
+    group_entropy:
+        whether :meth:`entropies` also estimates every scale-invariant group's entropy
+        (from the group's coordinates of the same queue: no extra queue).
     init_seed:
         when given, every member starts from the initial point of this seed (a shared
         initial point).
@@ -112,7 +120,7 @@ class EnsembleEngine:
                  autocast: str | None = None, vectorize: str = "auto", total_steps: int | None = None,
                  log_every: int | None = None, entropy_method: str = "chord", entropy_k: int = 1,
                  checkpoint_queue: bool = True, momentum: float = 0.0, bn_eps: float | None = None,
-                 train_head: bool = False):
+                 train_head: bool = False, group_entropy: bool = True):
         self.device = torch.device(device)
         self.dtype = dtype
         self.protocol = protocol
@@ -141,6 +149,7 @@ class EnsembleEngine:
         self.checkpoint_queue = bool(checkpoint_queue)
         self.momentum = float(momentum)
         self.model_options = {"train_head": bool(train_head), **({} if bn_eps is None else {"bn_eps": float(bn_eps)})}
+        self.group_entropy = bool(group_entropy)
         self.hp_columns = {n: self.hp[:, i] for i, n in enumerate(self.names)}
 
         # ---------------------------------------------------------- initial points
@@ -162,6 +171,10 @@ class EnsembleEngine:
             buffers.append(bufs)
         self.flat = FlatModel(template)
         self.dim = self.flat.dim
+        #: ``(name, D_g)`` of every scale-invariant group (the store's ``group`` dimension)
+        self.groups = tuple(zip(self.flat.group_names, self.flat.group_sizes))
+        self._group_sizes = np.asarray(self.flat.group_sizes, dtype=np.float64)
+        self._group_columns = self.flat.group_columns(self.device)
         self.model_template = template
         self.buffers = {n: torch.stack([b[n] for b in buffers]) for n in self.flat.buffer_names}
         self.W = torch.stack(rows).contiguous()
@@ -284,14 +297,16 @@ class EnsembleEngine:
             self.train(log_step - self.t)
             logs.append(self.measure(index))
         self.train(target - self.t)
-        names = logs[0].keys() if logs else self.series_names()
-        return first, {k: np.stack([log[k] for log in logs], axis=1) if logs else np.zeros((self.members, 0))
-                       for k in names}
+        if logs:
+            return first, {k: np.stack([log[k] for log in logs], axis=-1) for k in logs[0]}
+        shapes = {k: (self.members, len(self.groups), 0) if k in GROUP_MEASURED else (self.members, 0)
+                  for k in self.series_names()}
+        return first, {k: np.zeros(shape) for k, shape in shapes.items()}
 
     def series_names(self) -> tuple[str, ...]:
         """The time-series variables :meth:`measure` returns."""
         extra = (self.protocol.measured_pressure,) if self.protocol.measured_pressure is not None else ()
-        return MEASURED + extra
+        return MEASURED + extra + GROUP_MEASURED
 
     # ------------------------------------------------------------------ log steps
     @torch.no_grad()
@@ -310,7 +325,14 @@ class EnsembleEngine:
         * K = ``grad_samples`` stochastic gradients on independent batches of the training
           batch size (their own random stream, counter ``log_index·K + k``):
           ``trΣ(w) = mean‖g̃ − ḡ‖²``, ``trace_sigma = ρ² trΣ(w)``,
-          ``sigma2 = trace_sigma/(D−1)``, ``snr = ‖ḡ‖/√trΣ(w)``.
+          ``sigma2 = trace_sigma/(D−1)``, ``snr = ‖ḡ‖/√trΣ(w)``;
+        * per scale-invariant group g (:data:`GROUP_MEASURED`, (E, G)), from the same
+          gradients restricted to the group's coordinates: ``rho_group = ρ_g``,
+          ``trace_sigma_group = ρ_g² mean‖g̃_g − ḡ_g‖²`` (the group's trΣ at its own unit
+          norm), ``sigma2_group = trace_sigma_group/(D_g − 1)``,
+          ``grad_full_sq_group = ρ_g²‖ḡ_g‖²``, ``grad_norm_sq_group = mean‖g̃_g‖²`` (over the
+          K samples), and the group's effective learning rate and temperature from the
+          protocol (:meth:`~thermonet.theory.protocols.Protocol.group_effective_lr`, at ρ and ρ_g).
         Resets the interval accumulators.
         """
         E, D = self.members, self.dim
@@ -333,7 +355,9 @@ class EnsembleEngine:
                 lc, cc = self._shared_eval(W, bufs, self.data.x_test[a:b], self.data.y_test[a:b])
                 test_loss += (b - a) / n_test * lc.to(torch.float64)
                 test_correct += cc.to(torch.float64)
-            dev_sq = torch.zeros(E, dtype=torch.float64, device=self.device)
+            G = len(self.groups)
+            dev_sq = torch.zeros(E, G, dtype=torch.float64, device=self.device)
+            norm_sq = torch.zeros(E, G, dtype=torch.float64, device=self.device)
             K, kc = self.grad_samples, self.grad_chunk
             for k0 in range(0, K, kc):
                 ks = range(k0, min(K, k0 + kc))
@@ -343,10 +367,12 @@ class EnsembleEngine:
                 br = {n: v.repeat(reps, *([1] * (v.dim() - 1))) for n, v in bufs.items()} if reps > 1 else bufs
                 g, _ = self._train_grad(Wr, br, X[idx], Y[idx])
                 g = g.to(torch.float64).view(reps, E, D)
-                dev_sq += ((g - gbar) ** 2).sum(-1).sum(0)
+                dev_sq += self.flat.group_sums((g - gbar) ** 2).sum(0)
+                norm_sq += self.flat.group_sums(g**2).sum(0)
+        group = self._measure_groups(W, gbar, dev_sq, norm_sq, K)
         rho = torch.linalg.vector_norm(W.to(torch.float64), dim=-1)
         rho2 = rho**2
-        tr_w = dev_sq / max(K, 1)
+        tr_w = dev_sq.sum(-1) / max(K, 1)
         gbar_sq = (gbar**2).sum(-1)
         interval = self.count_acc
         out = {
@@ -365,6 +391,7 @@ class EnsembleEngine:
         if K == 0:
             for name in ("trace_sigma", "sigma2", "snr"):
                 out[name] = torch.full_like(loss, math.nan)
+        out.update(group)
         # a member whose full-data loss is non-finite has diverged too
         bad = self.alive & ~torch.isfinite(loss)
         self.diverged_at = torch.where(bad, self.t, self.diverged_at)
@@ -374,23 +401,59 @@ class EnsembleEngine:
             out[self.protocol.measured_pressure] = torch.as_tensor(
                 self.protocol.pressure_series(self.hp_columns, out["grad_norm_sq"].cpu().numpy()), device=self.device)
         dead = ~self.alive
-        result = {k: torch.where(dead, math.nan, v.to(torch.float64)).cpu().numpy() for k, v in out.items()}
+        result = {k: torch.where(dead.view(-1, *[1] * (v.dim() - 1)), math.nan, v.to(torch.float64)).cpu().numpy()
+                  for k, v in out.items()}
+        hp = {n: v[:, None] for n, v in self.hp_columns.items()}
+        rho_np, rho_g = result["rho"][:, None], result["rho_group"]
+        result["lr_eff_group"] = self.protocol.group_effective_lr_value(hp, rho_np, rho_g)
+        result["temperature_group"] = self.protocol.group_temperature(hp, rho_np, rho_g, result["sigma2_group"])
         self.loss_acc.zero_()
         self.grad_acc.zero_()
         self.count_acc.zero_()
         return result
 
+    def _measure_groups(self, W: torch.Tensor, gbar: torch.Tensor, dev_sq: torch.Tensor, norm_sq: torch.Tensor,
+                        K: int) -> dict[str, torch.Tensor]:
+        """The per-group variables of :meth:`measure` that need no protocol, (E, G) each."""
+        rho_g2 = self.flat.group_sums(W.to(torch.float64) ** 2)
+        tr_g = rho_g2 * dev_sq / K if K else torch.full_like(rho_g2, math.nan)
+        dof = torch.as_tensor(self._group_sizes - 1, dtype=torch.float64, device=self.device)
+        return {
+            "rho_group": torch.sqrt(rho_g2),
+            "grad_norm_sq_group": norm_sq / K if K else torch.full_like(rho_g2, math.nan),
+            "trace_sigma_group": tr_g,
+            "sigma2_group": torch.where(dof > 0, tr_g / dof.clamp_min(1), math.nan),
+            "grad_full_sq_group": rho_g2 * self.flat.group_sums(gbar**2),
+        }
+
     @torch.no_grad()
     def entropies(self) -> dict[str, np.ndarray]:
-        """``entropy_sphere`` (S₁) and ``entropy`` (S) per member from the queue.
+        """``entropy_sphere`` (S₁) and ``entropy`` (S) per member from the queue, and with
+        ``group_entropy`` ``entropy_sphere_group`` (S₁,g on S^{D_g−1}) and ``entropy_group``
+        (S_g = S₁,g + (D_g − 1) ln ρ̄_g), (E, G), from each group's coordinates of the queue.
 
-        NaN for frozen members and while the queue is not full (after a resume without the
-        queue). :func:`thermonet.engines.common.queue_entropies`, on the device.
+        NaN for frozen members, groups with D_g < 2 and while the queue is not full (after a
+        resume without the queue). :func:`thermonet.engines.common.queue_entropies`, on the
+        device.
         """
+        G = len(self.groups)
         if self.queue_count < self.queue_size:
             nan = np.full(self.members, math.nan)
-            return {"entropy_sphere": nan, "entropy": nan.copy()}
-        return queue_entropies(self.queue, self.entropy_method, self.entropy_k, active=self.alive.cpu().numpy())
+            out = {"entropy_sphere": nan, "entropy": nan.copy()}
+            if self.group_entropy:
+                out.update(entropy_sphere_group=np.full((self.members, G), math.nan),
+                           entropy_group=np.full((self.members, G), math.nan))
+            return out
+        active = self.alive.cpu().numpy()
+        out = queue_entropies(self.queue, self.entropy_method, self.entropy_k, active=active)
+        if self.group_entropy:
+            per_group = [queue_entropies(self.queue, self.entropy_method, self.entropy_k, active=active, columns=cols)
+                         if len(cols) >= 2 else {"entropy_sphere": np.full(self.members, math.nan),
+                                                 "entropy": np.full(self.members, math.nan)}
+                         for cols in self._group_columns]
+            out["entropy_sphere_group"] = np.stack([e["entropy_sphere"] for e in per_group], axis=-1)
+            out["entropy_group"] = np.stack([e["entropy"] for e in per_group], axis=-1)
+        return out
 
     def member_status(self) -> dict[str, np.ndarray]:
         """``diverged_at`` (E,): the step a member was frozen at, −1 if never."""

@@ -8,6 +8,11 @@ is not trained (the fixed head, any frozen parameter) is passed as a per-member 
 of the scale-invariant vector, (D,), and ``torch.func.vmap`` over a stack (E, D) gives
 every member's gradient in one call (convolutions become grouped convolutions).
 
+The flat vector is cut into the network's scale-invariant groups
+(:func:`thermonet.models.scale_groups_of`): :meth:`FlatModel.group_sums` reduces any
+per-coordinate quantity (squares of weights or gradients) to one value per group, and
+:meth:`FlatModel.group_columns` gives each group's coordinates.
+
 :func:`initial_point` is the one place where a member's starting point is made, used by
 the ensemble engine and by the per-member eager reference alike.
 """
@@ -17,12 +22,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from thermonet.errors import InputError
+from thermonet.models.registry import scale_groups_of
 
 __all__ = ["LOOP_MIN_ACTIVATIONS", "VECTORIZE_MODES", "FlatModel", "activation_elements", "flatten_parameters",
            "initial_point", "resolve_vectorize"]
@@ -50,6 +57,26 @@ class FlatModel:
         self.dim = int(sum(self.numels))
         self.buffer_names = [n for n, _ in model.named_buffers()] + [
             n for n, p in model.named_parameters() if not p.requires_grad]
+        self.groups = scale_groups_of(model)
+        self.group_names = tuple(g.name for g in self.groups)
+        self.group_sizes = tuple(int(g.size) for g in self.groups)
+        of_group = {n: i for i, g in enumerate(self.groups) for n in g.parameters}
+        self._parameter_group = torch.tensor([of_group[n] for n in self.names], dtype=torch.int64)
+
+    # ------------------------------------------------------------------ groups
+    def group_sums(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., D) -> (..., G)``: the sum of ``x`` over each group's coordinates."""
+        per_parameter = torch.stack([part.sum(-1) for part in torch.split(x, self.numels, dim=-1)], dim=-1)
+        out = per_parameter.new_zeros(*per_parameter.shape[:-1], len(self.groups))
+        return out.index_add_(-1, self._parameter_group.to(x.device), per_parameter)
+
+    def group_columns(self, device=None) -> list[torch.Tensor]:
+        """Each group's coordinates in the flat vector (int64 index tensors, in group order)."""
+        starts = np.cumsum([0, *self.numels])
+        owner = self._parameter_group.tolist()
+        return [torch.cat([torch.arange(int(starts[i]), int(starts[i + 1]), device=device)
+                           for i in range(len(self.names)) if owner[i] == g])
+                for g in range(len(self.groups))]
 
     # ------------------------------------------------------------------ layout
     def unflatten(self, w: torch.Tensor) -> dict[str, torch.Tensor]:

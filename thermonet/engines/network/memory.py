@@ -76,7 +76,7 @@ def memory_budget(device: str) -> tuple[int, str]:
 
 def estimate_memory(*, members: int, dim: int, queue_size: int, batch_size: int, eval_batch_size: int,
                     grad_chunk: int, activations_per_example: int, dataset_bytes: int, dtype_bytes: int,
-                    checkpoint_queue: bool, device_type: str) -> dict[str, int]:
+                    checkpoint_queue: bool, device_type: str, group_entropy_dim: int = 0) -> dict[str, int]:
     """Bytes per component (device side; on the CPU the checkpoint copy counts as well).
 
     * ``state``: weights, gradient, update, full-data gradient and work arrays, 8 × E × D;
@@ -86,6 +86,8 @@ def estimate_memory(*, members: int, dim: int, queue_size: int, batch_size: int,
       evaluation call (2 values, E × eval batch);
     * ``entropy``: float64 unit vectors and a copy of one member's queue (N × D) plus the
       estimator's 256 MiB distance blocks;
+    * ``group_entropy`` (with ``group_entropy_dim``, the largest group's D_g): the group's
+      columns gathered from a block of members (at most one more 256 MiB block);
     * ``data``: the dataset tensors; ``checkpoint``: a host copy of the state and queue.
     """
     b = int(dtype_bytes)
@@ -95,6 +97,7 @@ def estimate_memory(*, members: int, dim: int, queue_size: int, batch_size: int,
         "activations": max(4 * members * batch_size * max(1, grad_chunk), 2 * members * eval_batch_size)
         * activations_per_example * b,
         "entropy": 2 * queue_size * dim * 8 + 256 * 2**20,
+        "group_entropy": min(members * queue_size * int(group_entropy_dim) * 8, 256 * 2**20),
         "data": int(dataset_bytes),
     }
     if device_type == "cpu":

@@ -19,7 +19,9 @@ states, about itself and nothing more:
   (members x D, any device) and :meth:`Protocol.cpu_step` on one member's numpy row, a
   plain Python function that the isotropic simulator compiles with numba
   (``tests/test_simulation.py`` checks that the two agree for every registered protocol);
-* where it starts (:meth:`Protocol.initial_radius`).
+* where it starts (:meth:`Protocol.initial_radius`);
+* optionally its update in the form ``w' = alpha w - beta g~`` (:meth:`Protocol.update_coefficients`),
+  from which the per-group norm recursion follows (:mod:`thermonet.theory.groups`).
 
 Subclassing registers: ``class FixedLR(Protocol, name="fixed-lr")``. Stationary radii,
 the discrete-time correction, the Maxwell relation in hyperparameter coordinates, the
@@ -44,14 +46,20 @@ from thermonet.theory.eos import IdealGas
 from thermonet.theory.protocols.hyperparameters import Hyperparameter
 from thermonet.theory.symbols import (
     D,
+    D_g,
     P,
     T,
     V,
     as_number,
     grad_sq,
+    grad_sq_g,
     rho,
+    rho_g,
     sigma2,
+    sigma2_g,
+    step_grad_sq,
     trace_sigma,
+    trace_sigma_g,
     volume_of_radius,
 )
 
@@ -137,6 +145,18 @@ class Protocol(Registered, abc.ABC, registry="protocol"):
         (shape ``(members, 1)``).
         """
 
+    def update_coefficients(self) -> tuple[sp.Expr, sp.Expr] | None:
+        """``(alpha, beta)`` with ``w' = alpha w - beta g~`` for one step, or ``None``.
+
+        SymPy expressions in the hyperparameters, the radius ``rho`` before the step and
+        ``q = ||g~||**2`` (:data:`~thermonet.theory.symbols.step_grad_sq`). Every coordinate of
+        the vector is moved by the same two numbers, so each scale-invariant group follows
+        ``||w_g'||**2 = alpha**2 ||w_g||**2 + beta**2 ||g~_g||**2`` exactly (``g~_g ⟂ w_g``;
+        :class:`thermonet.theory.groups.ProductOfSpheres`). ``None``: the update is not of this
+        form, and the per-group recursion is not available.
+        """
+        return None
+
     def torch_optimizer(self, params, hp: Mapping[str, float]):
         """A standard ``torch.optim`` optimizer that performs exactly :meth:`step`, or ``None``.
 
@@ -219,6 +239,22 @@ class Protocol(Registered, abc.ABC, registry="protocol"):
         """T = eta_eff sigma2 / 2 (may contain rho)."""
         return self.effective_lr() * sigma2 / 2
 
+    def group_effective_lr(self) -> sp.Expr:
+        """eta_eff,g of one scale-invariant group of radius ``rho_g`` in a vector of radius ``rho``.
+
+        The update moves every coordinate by the same multiple ``a`` of the stochastic
+        gradient (``a = eta`` at fixed LR and on the sphere, ``eta~ rho**2`` at fixed ELR),
+        and a group's gradient scales as ``1/rho_g`` (its own scale invariance), so its
+        direction moves with ``a/rho_g**2`` while the whole vector's moves with
+        ``a/rho**2 = eta_eff``: ``eta_eff,g = eta_eff rho**2 / rho_g**2``. A protocol that
+        preconditions coordinates differently overrides this.
+        """
+        return self.effective_lr() * rho**2 / rho_g**2
+
+    def group_temperature_expr(self) -> sp.Expr:
+        """T_g = eta_eff,g sigma2_g / 2 (in rho, rho_g, sigma2_g and the hyperparameters)."""
+        return self.group_effective_lr() * sigma2_g / 2
+
     def stationary_radius(self, eos: "EquationOfState | None" = None) -> sp.Expr:
         """The stationary radius: the equation of state solved with this protocol's T(rho), P.
 
@@ -242,6 +278,68 @@ class Protocol(Registered, abc.ABC, registry="protocol"):
         balance = self.expected_next_radius_sq() - rho**2
         return _unique_positive_root(balance, rho, f"{self.name} discrete stationary radius", self,
                                      small=self._small_step())
+
+    # ----------------------------------------------------------- one scale-invariant group
+    def group_radius_discrete(self) -> sp.Expr:
+        """A group's stationary radius from the one-step recursion (mean field; cached).
+
+        With ``w' = alpha w - beta g~`` (:meth:`update_coefficients`) and ``g~_g ⟂ w_g``,
+        ``||w_g'||**2 = alpha**2 rho_g**2 + beta**2 ||g~_g||**2`` exactly; setting its
+        expectation to ``rho_g**2`` with ``E||g~_g||**2 = (trSigma_g + G1sq_g)/rho_g**2`` and
+        ``alpha, beta`` at the whole vector's mean ``q = (trSigma + G1sq)/rho**2`` gives
+        ``rho_g**4 = beta**2 (trSigma_g + G1sq_g) / (1 - alpha**2)``. In ``rho_g``'s place
+        this is the whole vector's :meth:`stationary_radius_discrete` (THEORY §3, §11).
+        """
+        return _derive(self, "_derive_group_radius_discrete", None)
+
+    def _derive_group_radius_discrete(self, _eos: None = None) -> sp.Expr:
+        coefficients = self.update_coefficients()
+        if coefficients is None:
+            raise InputError(f"{self.name} does not state its update as w' = alpha w - beta g~ "
+                             f"(update_coefficients), so its per-group recursion is unknown")
+        mean_q = {step_grad_sq: (trace_sigma + grad_sq) / rho**2}
+        fixed = self.fixed_radius()
+        on_sphere = {} if fixed is None else {rho: fixed}  # the radius before the step is the pinned one
+        alpha2, beta2 = (sp.simplify((c**2).subs(mean_q).subs(on_sphere)) for c in coefficients)
+        balance = alpha2 * rho_g**2 + beta2 * (trace_sigma_g + grad_sq_g) / rho_g**2 - rho_g**2
+        return _unique_positive_root(balance, rho_g, f"{self.name} group stationary radius", self)
+
+    def group_radius_sde(self, eos: "EquationOfState | None" = None) -> sp.Expr:
+        """A group's stationary radius from its own equation of state (ideal gas: P V_g = N_R,g T_g).
+
+        ``T_g`` from :meth:`group_temperature_expr`, ``V_g = rho_g**2/2``, ``N_R,g = (D_g-1)/2``
+        and the pressure the groups share: :meth:`pressure_expr`, or the symbol ``P`` where
+        the pressure is measured (the sphere's lambda_eff). Contains ``rho`` where the
+        protocol couples the groups (fixed ELR: ``eta~ rho**2``). Cached.
+        """
+        return _derive(self, "_derive_group_radius_sde", _default_eos(eos))
+
+    def _derive_group_radius_sde(self, eos: "EquationOfState") -> sp.Expr:
+        if eos.dim is not None:
+            raise InputError("group_radius_sde: give the equation of state without a dimension (each group has its own)")
+        pressure = self.pressure_expr()
+        relation = eos.relation().subs({D: D_g, T: self.group_temperature_expr(), V: volume_of_radius(rho_g),
+                                        P: P if pressure is None else pressure})
+        return _unique_positive_root(relation, rho_g, f"{self.name} group SDE radius", self)
+
+    def predicted_group_radius_discrete(self, hp: Mapping[str, np.ndarray], radius: np.ndarray,
+                                        trace_sigma_: np.ndarray, grad_sq_: np.ndarray,
+                                        trace_sigma_group: np.ndarray, grad_sq_group: np.ndarray) -> np.ndarray:
+        """Numeric :meth:`group_radius_discrete` from the measured whole radius and noise of the
+        whole vector (``trSigma``, ``G1sq`` at its unit norm) and of the group (at the group's)."""
+        fn = self.numeric(self.group_radius_discrete(), (rho, trace_sigma, grad_sq, trace_sigma_g, grad_sq_g))
+        return fn(hp, radius, trace_sigma_, grad_sq_, trace_sigma_group, grad_sq_group)
+
+    def predicted_group_radius_sde(self, hp: Mapping[str, np.ndarray], radius: np.ndarray,
+                                   sigma2_group: np.ndarray, group_dim: np.ndarray,
+                                   pressure: np.ndarray | None = None) -> np.ndarray:
+        """Numeric :meth:`group_radius_sde`; ``pressure`` is needed where it is measured."""
+        fn = self.numeric(self.group_radius_sde(), (rho, sigma2_g, D_g, P))
+        if pressure is None:
+            if self.pressure_expr() is None:
+                raise InputError(f"{self.name} needs the measured {self.measured_pressure} for a group's radius")
+            pressure = np.nan
+        return fn(hp, radius, sigma2_group, group_dim, pressure)
 
     def _small_step(self) -> dict[sp.Symbol, sp.Expr]:
         """Substitution that makes the step small, used to pick the SDE-like branch."""
@@ -319,6 +417,17 @@ class Protocol(Registered, abc.ABC, registry="protocol"):
         """T = eta_eff sigma2 / 2 with a (measured) radius."""
         return self.numeric(self.temperature_expr(), (rho, sigma2))(hp, radius, sigma2_)
 
+    def group_temperature(self, hp: Mapping[str, np.ndarray], radius: np.ndarray, group_radius: np.ndarray,
+                          sigma2_group: np.ndarray) -> np.ndarray:
+        """T_g = eta_eff,g sigma2_g / 2 with measured whole and group radii (:meth:`group_effective_lr`)."""
+        return self.numeric(self.group_temperature_expr(), (rho, rho_g, sigma2_g))(hp, radius, group_radius,
+                                                                                   sigma2_group)
+
+    def group_effective_lr_value(self, hp: Mapping[str, np.ndarray], radius: np.ndarray,
+                                 group_radius: np.ndarray) -> np.ndarray:
+        """eta_eff,g numerically (:meth:`group_effective_lr`)."""
+        return self.numeric(self.group_effective_lr(), (rho, rho_g))(hp, radius, group_radius)
+
     def predicted(self, quantity: str, hp: Mapping[str, np.ndarray], sigma2_: float | np.ndarray, dim: float,
                   eos: "EquationOfState | None" = None) -> np.ndarray:
         """Numeric SDE prediction of ``"T"``, ``"P"``, ``"V"`` or ``"rho"`` on a grid."""
@@ -391,7 +500,7 @@ class Protocol(Registered, abc.ABC, registry="protocol"):
         names = self.hyperparameters
         if dim is not None:
             expr = expr.subs(D, as_number(dim))
-        fn = sp.lambdify([*self.symbols.values(), *extra], expr, "numpy")
+        fn = _lambdified((*self.symbols.values(), *extra), expr)
 
         def evaluate(hp: Mapping[str, np.ndarray], *values: np.ndarray) -> np.ndarray:
             missing = [n for n in names if n not in hp]
@@ -422,6 +531,13 @@ def get_protocol(name: str, **kwargs) -> Protocol:
     return Protocol.get(name)(**kwargs)
 
 
+@functools.lru_cache(maxsize=512)
+def _lambdified(arguments: tuple[sp.Symbol, ...], expr: sp.Expr):
+    """``sp.lambdify`` once per (arguments, expression): it takes milliseconds, and engines
+    evaluate the same expressions at every log step."""
+    return sp.lambdify(list(arguments), expr, "numpy")
+
+
 @functools.lru_cache(maxsize=256)
 def _derive(protocol: Protocol, method: str, eos: "EquationOfState | None"):
     """SymPy derivations are slow: each (protocol, derivation, equation of state) runs once."""
@@ -430,7 +546,9 @@ def _derive(protocol: Protocol, method: str, eos: "EquationOfState | None"):
 
 _STATE_SYMBOL = {"T": T, "P": P, "V": V}
 _GENERIC = {D: 7, sigma2: sp.Rational(13, 10), trace_sigma: sp.Rational(17, 10), grad_sq: sp.Rational(3, 10),
-            T: sp.Rational(1, 30), P: sp.Rational(1, 70), V: sp.Rational(9, 10)}
+            T: sp.Rational(1, 30), P: sp.Rational(1, 70), V: sp.Rational(9, 10),
+            rho: sp.Rational(6, 5), D_g: 5, sigma2_g: sp.Rational(11, 10), trace_sigma_g: sp.Rational(7, 5),
+            grad_sq_g: sp.Rational(1, 5), step_grad_sq: sp.Rational(2, 3)}
 
 
 def _default_eos(eos: "EquationOfState | None") -> "EquationOfState":

@@ -35,6 +35,10 @@ class FixedELR(Protocol, name="fixed-elr"):
     def _small_step(self):
         return {eta_tilde: sp.Rational(1, 10**6)}
 
+    def update_coefficients(self):
+        """``w' = (1 - eta~ rho**2 lambda) w - eta~ rho**2 g~``."""
+        return 1 - eta_tilde * rho**2 * lam, eta_tilde * rho**2
+
     def step(self, w, grad, hp):
         return w - hp["elr"] * (w * w).sum(-1, keepdim=True) * (grad + hp["wd"] * w)
 

@@ -30,6 +30,10 @@ class FixedLR(Protocol, name="fixed-lr"):
     def expected_next_radius_sq(self):
         return (1 - eta * lam) ** 2 * rho**2 + eta**2 * (trace_sigma + grad_sq) / rho**2
 
+    def update_coefficients(self):
+        """``w' = (1 - eta lambda) w - eta g~``."""
+        return 1 - eta * lam, eta
+
     def step(self, w, grad, hp):
         return w - hp["lr"] * (grad + hp["wd"] * w)
 

@@ -13,7 +13,7 @@ from thermonet.base import validate
 from thermonet.errors import InputError
 from thermonet.theory.protocols.base import Protocol
 from thermonet.theory.protocols.hyperparameters import LR, SPHERE_RADIUS
-from thermonet.theory.symbols import as_number, eta, grad_sq, rho0, trace_sigma
+from thermonet.theory.symbols import as_number, eta, grad_sq, rho, rho0, step_grad_sq, trace_sigma
 
 __all__ = ["FixedSphere"]
 
@@ -63,6 +63,12 @@ class FixedSphere(Protocol, name="fixed-sphere"):
             raise InputError("fixed-sphere starts on its sphere (--sphere-radius); --init-radius does not apply")
         radius = hp["sphere_radius"] if self.radius is None else np.full(np.shape(hp["lr"]), self.radius)
         return np.asarray(radius, dtype=float).copy()
+
+    def update_coefficients(self):
+        """``w' = rho_0 (w - eta g~)/||w - eta g~||`` with ``||w - eta g~||**2 = rho**2 + eta**2 q``
+        (``g~ ⟂ w``): one shrink factor ``alpha`` for the whole vector, ``beta = eta alpha``."""
+        alpha = self._rho0() / sp.sqrt(rho**2 + eta**2 * step_grad_sq)
+        return alpha, eta * alpha
 
     def step(self, w, grad, hp):
         radius = hp["sphere_radius"] if self.radius is None else self.radius
