@@ -77,7 +77,7 @@ def plan_memory(settings: TrainSettings, dataset, members: int | None = None) ->
         activations_per_example=acts, dataset_bytes=dataset.nbytes() * dtype.itemsize // 4,
         dtype_bytes=dtype.itemsize, checkpoint_queue=settings.checkpoint_queue,
         device_type=settings.device.split(":")[0],
-        group_entropy_dim=max(g.size for g in model.scale_groups()) if settings.group_entropy else 0,
+        group_entropy_dim=max(g.size for g in skeleton.scale_groups()) if settings.group_entropy else 0,
     )
     if settings.max_memory is not None:
         budget, where = settings.max_memory, f"--max-memory {format_bytes(settings.max_memory)}"

@@ -191,7 +191,8 @@ class EnsembleEngine:
         self.queue = torch.zeros(self.members, self.queue_size, self.dim, dtype=dtype, device=self.device)
         self.queue_count = 0  # samples pushed since the start (or since a resume without the queue)
         self.loss_acc = torch.zeros(self.members, dtype=torch.float64, device=self.device)
-        self.grad_acc = torch.zeros(self.members, dtype=torch.float64, device=self.device)
+        #: sum of the training steps' ||g~_g||**2 per member and scale group since the last log
+        self.grad_acc = torch.zeros(self.members, len(self.groups), dtype=torch.float64, device=self.device)
         self.count_acc = torch.zeros(self.members, dtype=torch.float64, device=self.device)
         self.velocity = torch.zeros_like(self.W) if self.momentum else None
 
@@ -234,7 +235,7 @@ class EnsembleEngine:
             g, loss = g.to(W.dtype), loss.to(W.dtype)
         else:
             g, (loss, _) = self._train_grad(W, self.buffers, xb, yb)
-        g2 = (g.to(torch.float64) ** 2).sum(-1)
+        g2 = self.flat.group_sums(g.to(torch.float64) ** 2)  # (E, G): per scale group, summed for the whole
         if V is not None:
             V = self.momentum * V + g
             new = self.protocol.step(W, V, self.hp_t)
@@ -262,7 +263,7 @@ class EnsembleEngine:
         if V is not None:
             self.velocity = torch.where(ok[:, None], V, self.velocity)
         self.loss_acc += torch.where(ok, loss.to(torch.float64), 0.0)
-        self.grad_acc += torch.where(ok, g2, 0.0)
+        self.grad_acc += torch.where(ok[:, None], g2, 0.0)
         self.count_acc += ok.to(torch.float64)
         if t % self.queue_every == 0:
             row = (t // self.queue_every - 1) % self.queue_size
@@ -331,7 +332,7 @@ class EnsembleEngine:
           ``trace_sigma_group = ρ_g² mean‖g̃_g − ḡ_g‖²`` (the group's trΣ at its own unit
           norm), ``sigma2_group = trace_sigma_group/(D_g − 1)``,
           ``grad_full_sq_group = ρ_g²‖ḡ_g‖²``, ``grad_norm_sq_group = mean‖g̃_g‖²`` (over the
-          K samples), and the group's effective learning rate and temperature from the
+          interval's training steps, like ``grad_norm_sq``, their sum over groups), and the group's effective learning rate and temperature from the
           protocol (:meth:`~thermonet.theory.protocols.Protocol.group_effective_lr`, at ρ and ρ_g).
         Resets the interval accumulators.
         """
@@ -357,7 +358,6 @@ class EnsembleEngine:
                 test_correct += cc.to(torch.float64)
             G = len(self.groups)
             dev_sq = torch.zeros(E, G, dtype=torch.float64, device=self.device)
-            norm_sq = torch.zeros(E, G, dtype=torch.float64, device=self.device)
             K, kc = self.grad_samples, self.grad_chunk
             for k0 in range(0, K, kc):
                 ks = range(k0, min(K, k0 + kc))
@@ -368,8 +368,7 @@ class EnsembleEngine:
                 g, _ = self._train_grad(Wr, br, X[idx], Y[idx])
                 g = g.to(torch.float64).view(reps, E, D)
                 dev_sq += self.flat.group_sums((g - gbar) ** 2).sum(0)
-                norm_sq += self.flat.group_sums(g**2).sum(0)
-        group = self._measure_groups(W, gbar, dev_sq, norm_sq, K)
+        group = self._measure_groups(W, gbar, dev_sq, K)
         rho = torch.linalg.vector_norm(W.to(torch.float64), dim=-1)
         rho2 = rho**2
         tr_w = dev_sq.sum(-1) / max(K, 1)
@@ -382,7 +381,7 @@ class EnsembleEngine:
             "test_loss": test_loss if n_test else torch.full_like(loss, math.nan),
             "test_accuracy": test_correct / n_test if n_test else torch.full_like(loss, math.nan),
             "rho": rho,
-            "grad_norm_sq": self.grad_acc / interval,
+            "grad_norm_sq": self.grad_acc.sum(-1) / interval,
             "trace_sigma": rho2 * tr_w,
             "sigma2": rho2 * tr_w / (D - 1),
             "grad_full_sq": rho2 * gbar_sq,
@@ -412,7 +411,7 @@ class EnsembleEngine:
         self.count_acc.zero_()
         return result
 
-    def _measure_groups(self, W: torch.Tensor, gbar: torch.Tensor, dev_sq: torch.Tensor, norm_sq: torch.Tensor,
+    def _measure_groups(self, W: torch.Tensor, gbar: torch.Tensor, dev_sq: torch.Tensor,
                         K: int) -> dict[str, torch.Tensor]:
         """The per-group variables of :meth:`measure` that need no protocol, (E, G) each."""
         rho_g2 = self.flat.group_sums(W.to(torch.float64) ** 2)
@@ -420,7 +419,7 @@ class EnsembleEngine:
         dof = torch.as_tensor(self._group_sizes - 1, dtype=torch.float64, device=self.device)
         return {
             "rho_group": torch.sqrt(rho_g2),
-            "grad_norm_sq_group": norm_sq / K if K else torch.full_like(rho_g2, math.nan),
+            "grad_norm_sq_group": self.grad_acc / self.count_acc[:, None],
             "trace_sigma_group": tr_g,
             "sigma2_group": torch.where(dof > 0, tr_g / dof.clamp_min(1), math.nan),
             "grad_full_sq_group": rho_g2 * self.flat.group_sums(gbar**2),
