@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -369,18 +370,27 @@ def test_cli_bad_input_is_one_line_and_exit_2(cli, capsys, tmp_path, extra, mess
 
 def test_cli_trains_into_a_store_and_resumes(cli, capsys, tmp_path):
     out = tmp_path / "cli.zarr"
-    argv = BASE + ["--protocol", "fixed-elr", "--elr", "0.05,0.1", "--wd", "1e-2", "--seeds", "0,1", "--out", str(out)]
+    # small enough rates that no member diverges (with --elr 0.05,0.1 all four did, and
+    # every check was skipped for want of data)
+    argv = BASE + ["--protocol", "fixed-elr", "--elr", "0.001,0.002", "--wd", "1e-2", "--seeds", "0,1",
+                   "--out", str(out)]
     assert cli(argv) == 0
     assert "run store:" in capsys.readouterr().out
     ds = _open(out)
     assert ds.sizes["elr"] == 2 and ds.sizes["seed"] == 2 and ds.attrs["command"].startswith("thermonet ")
+    assert (ds["diverged_at"].values == -1).all()
     assert cli(argv) == 2 and "already exists" in capsys.readouterr().err
     assert cli(["train", "--out", str(out), "--resume", "--quiet"]) == 0  # complete: nothing to do
     assert cli(argv + ["--overwrite"]) == 0
     capsys.readouterr()
-    assert cli(["check", str(out)]) in (0, 1)  # the checks read the network store (verdicts may fail)
+    # The checks read the network store. Twelve steps are far from stationary: the radius
+    # misses the stationary prediction by ~70 % (0.71 +/- 0.03 measured, tolerance 0.05),
+    # a decided fail, so the exit code is 1 (not 0, not 2).
+    assert cli(["check", str(out)]) == 1
     text = capsys.readouterr().out
-    assert "stationary-radius" in text and "network" in text
+    assert re.search(r"^stationary-radius\s+identity\s+max_rel_error_discrete\s+\S+ ± \S+\s+0\.05\s+fail$", text, re.M), text
+    assert "(fixed-elr, network, window 0.5)" in text
+    assert "diverged" not in text
 
 
 # ---------------------------------------------------------------------- GPU (skipped without CUDA)

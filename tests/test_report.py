@@ -113,8 +113,12 @@ def test_check_tolerance_override(stores, capsys):
 def test_check_partial_run_warns(stores, capsys):
     code = cli.main(["check", stores["partial"]])
     captured = capsys.readouterr()
-    assert code in (0, 1)
+    # the finished part (12 of 16 logs) of an exact-theory store with a fixed rng: the
+    # checks are decided on it and pass, so the warning comes with exit 0, not a failure
+    assert code == 0, captured.out + captured.err
+    assert "7 passed, 0 failed, 0 inconclusive, 0 skipped" in captured.out
     assert "thermonet: warning:" in captured.err and "partial run" in captured.err
+    assert "1200 of 1600 steps done" in captured.err
     assert "Traceback" not in captured.err
 
 
