@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from thermonet.cli import COMMAND_MODULES, build_parser, main
+from thermonet.cli import COMMAND_MODULES, COMMANDS, build_parser, main
 
 
 def run_cli(*args):
@@ -17,6 +17,17 @@ def test_help_lists_every_command():
     for name in ("theory", "simulate", "check", "report", "study"):
         assert name in text
     assert len(COMMAND_MODULES) == len(set(COMMAND_MODULES))
+
+
+@pytest.mark.parametrize("name", ["train", "temperature"])
+def test_train_and_temperature_are_registered_and_dispatch(name, capsys):
+    """Fails if ``train`` or ``temperature`` left the real registry (other test modules use
+    the unpatched command line and rely on it)."""
+    assert COMMANDS[name][0] == name and name in COMMAND_MODULES
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, "--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: thermonet {name} ")
 
 
 def test_python_dash_m_and_version():

@@ -332,11 +332,11 @@ def test_diverged_member_is_flagged_in_the_store(tmp_path):
 
 # ---------------------------------------------------------------------- command line
 @pytest.fixture
-def cli(monkeypatch):
+def cli():
+    """The real command line, unpatched: ``train`` must be in its registry."""
     import thermonet.cli as cli_module
 
-    if "train" not in cli_module.COMMAND_MODULES:
-        monkeypatch.setattr(cli_module, "COMMAND_MODULES", (*cli_module.COMMAND_MODULES, "train"))
+    assert cli_module.COMMANDS["train"][0] == "train" and "train" in cli_module.COMMAND_MODULES
     return cli_module.main
 
 

@@ -292,10 +292,12 @@ def test_plot(tmp_path, elr_run):
 
 # ---------------------------------------------------------------------- the command line
 @pytest.fixture()
-def cli(monkeypatch):
+def cli():
+    """The real command line, unpatched: ``temperature`` must be in its registry."""
     import thermonet.cli
 
-    monkeypatch.setattr(thermonet.cli, "COMMAND_MODULES", ("temperature",))
+    assert thermonet.cli.COMMANDS["temperature"][0] == "temperature"
+    assert "temperature" in thermonet.cli.COMMAND_MODULES
     return thermonet.cli.main
 
 
