@@ -225,15 +225,24 @@ def test_store_schema_and_partial_run(tmp_path):
 
 
 def test_entropy_close_to_exact_vmf(tmp_path):
-    """S₁ of the queue vs the exact vMF entropy at κ = 1/T (the estimator bias is ~0.05)."""
-    out = simulate("fixed-elr", 3, {"elr": [0.02], "wd": [0.005]}, seeds=[0, 1], steps=60_000,
+    """S₁ of the queue vs the exact vMF entropy at κ = 1/T, T = η̃σ²/2 = 0.01.
+
+    Measured over seeds 0..47 (last queue, 500 samples): S₁ − exact has mean +0.002
+    (no bias visible) and s.d. 0.075 per member, |S₁ − exact| <= 0.185; the mean over 8
+    seeds scatters by 0.017 (six disjoint sets of 8: −0.016..+0.027). The radius
+    exp((S − S₁)/2) of every entropy step: 1.979..2.020, mean 2.003, s.d. 0.010
+    (discrete-time prediction 2.010).
+    """
+    out = simulate("fixed-elr", 3, {"elr": [0.02], "wd": [0.005]}, seeds=range(8), steps=60_000,
                    out=tmp_path / "e.zarr", queue_size=500, queue_every=100, log_every=100, progress=False)
     ds = _open(out)
     exact = float(vmf.entropy(1 / 0.01, 3))
     s1 = ds.entropy_sphere.isel(entropy_step=-1).values
-    assert np.all(np.abs(s1 - exact) < 0.25), (s1, exact)
+    assert s1.size == 8
+    assert np.all(np.abs(s1 - exact) < 0.25), (s1, exact)  # each member: ~3 s.d.
+    assert abs(float(np.mean(s1)) - exact) < 0.06, (s1.mean(), exact)  # the 8-seed mean: ~3.5 s.d.
     rho_bar = np.exp((ds.entropy - ds.entropy_sphere) / 2)
-    assert bool(((rho_bar > 1.9) & (rho_bar < 2.1)).all())
+    assert bool(((rho_bar > 1.97) & (rho_bar < 2.04)).all()), rho_bar.values
 
 
 # ----------------------------------------------------------------------------- API errors
