@@ -3,6 +3,7 @@
 import pathlib
 import tomllib
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -40,7 +41,15 @@ def test_study_tutorial_code_blocks_run():
     namespace: dict = {}
     exec(compile("\n".join(blocks), "tutorial-study.md", "exec"), namespace)
     assert namespace["page"].exists()
-    assert 0.8 < float(namespace["ratio"].min()) and float(namespace["ratio"].max()) < 1.2
+    # Measured over seed pairs (0,1), (2,3), ..., (8,9): measured/SDE radius 0.9994..1.0132,
+    # the excess at the largest elr being the discrete-time correction (1.28 %); against
+    # the discrete-time radius every point within 0.0030 (per-point scatter ~0.002).
+    ratio = namespace["ratio"]
+    assert ratio.shape == (3, 3)
+    assert 0.993 < float(ratio.min()) and float(ratio.max()) < 1.02
+    ds, states, system = namespace["ds"], namespace["states"], namespace["system"]
+    discrete = system.discrete_state({"elr": ds.elr.values[:, None], "wd": ds.wd.values[None, :]}, 1.0)["rho"]
+    np.testing.assert_allclose(states.rho.mean("seed").transpose("elr", "wd").values, discrete, rtol=0.008)
 
 
 def _console_commands(text: str) -> list[list[str]]:
