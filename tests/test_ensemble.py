@@ -305,14 +305,33 @@ def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(tmp_path, monkeypatch
         return result
 
     monkeypatch.setattr(EnsembleEngine, "advance", advance)
-    before = signal.getsignal(signal.SIGINT)
-    out = tmp_path / "int.zarr"
-    with pytest.raises(KeyboardInterrupt):
-        train(out, **RUN)
-    assert "checkpoint written" in capsys.readouterr().err
-    assert signal.getsignal(signal.SIGINT) is before  # the handler that was there is put back
-    done = _open(out).attrs["steps_done"]
-    assert 0 < done < 24 and checkpoint.path_of(out).is_file()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    inherited = {sig: signal.getsignal(sig) for sig in signals}
+
+    def foreign(signum, frame):  # a caller's own handler: the run must have replaced it
+        raise AssertionError(f"signal {signum} reached the caller's handler during the run")
+
+    # whatever handler was there before the run (the one this process inherited, which is
+    # SIG_IGN under nohup or a shell's background job; SIG_IGN; a Python function), the
+    # run handles Ctrl-C itself and puts that same handler back, for SIGINT and SIGTERM
+    try:
+        for i, before in enumerate((None, signal.SIG_IGN, foreign)):
+            if before is not None:
+                for sig in signals:
+                    signal.signal(sig, before)
+            expected = {sig: signal.getsignal(sig) for sig in signals}
+            calls.clear()
+            out = tmp_path / f"int{i}.zarr"
+            with pytest.raises(KeyboardInterrupt):
+                train(out, **RUN)
+            assert "checkpoint written" in capsys.readouterr().err
+            for sig in signals:
+                assert signal.getsignal(sig) is expected[sig], (before, sig)
+            done = _open(out).attrs["steps_done"]
+            assert 0 < done < 24 and checkpoint.path_of(out).is_file()
+    finally:
+        for sig, handler in inherited.items():
+            signal.signal(sig, handler)
     monkeypatch.setattr(EnsembleEngine, "advance", original)
     resumed = _open(train(out, resume=True, **RUN))
     assert np.array_equal(resumed["loss"].values, full["loss"].values)
