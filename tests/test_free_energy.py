@@ -356,7 +356,7 @@ def test_cli_missing_store(cli, tmp_path, capsys):
 
 # ---------------------------------------------------------------------- the sphere toy (part 2)
 def test_sphere_toy_energy():
-    torch = pytest.importorskip("torch")
+    import torch
     from thermonet.engines.toy import SphereToyEnergy
 
     up, op = SphereToyEnergy(regime="under"), SphereToyEnergy(regime="over")

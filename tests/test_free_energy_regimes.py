@@ -10,9 +10,6 @@ import math
 import pytest
 
 pytest.importorskip("mnist1d")
-pytest.importorskip("matplotlib")
-
-
 
 
 def test_short_run_tells_up_from_op(tmp_path, load_script):

@@ -11,9 +11,6 @@ import numpy as np
 import pytest
 
 pytest.importorskip("mnist1d")
-pytest.importorskip("matplotlib")
-
-
 
 
 @pytest.mark.timeout(300)

@@ -17,6 +17,28 @@ def test_every_subpackage_is_listed_in_pyproject():
     assert config["tool"]["setuptools"]["package-dir"]["thermonet.models"] == "models"
 
 
+def test_tests_never_skip_for_a_missing_project_module_or_dependency():
+    """``pytest.importorskip`` only for optional packages: a test that skips when one of
+    the project's own modules (or a required dependency) fails to import hides the
+    failure it exists to show."""
+    import ast
+    import re
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    required = {re.split(r"[<>=!~\[ ]", dep, maxsplit=1)[0].lower() for dep in config["project"]["dependencies"]}
+    assert {"torch", "numpy", "matplotlib"} <= required
+    own = ("thermonet", "models", "studies")
+    offending = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "importorskip"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                top = str(node.args[0].value).split(".")[0]
+                if top in own or top.lower() in required:
+                    offending.append(f"{path.relative_to(ROOT)}:{node.lineno}: importorskip({node.args[0].value!r})")
+    assert not offending, "\n".join(offending)
+
+
 def test_models_importable_as_thermonet_models():
     import thermonet.models
 
