@@ -49,7 +49,7 @@ def test_quick_study_and_report_only(tmp_path, capsys, load_script):
     assert (ds["diverged_at"].values == -1).all()
     st = ds.thermo.stationary(0.5)
     sigma2, T, rho, U = (st[v].transpose("lr", "wd", "seed").values[..., 0] for v in ("sigma2", "T", "rho", "U"))
-    lr, wd = ds["lr"].values[:, None], ds["wd"].values[None, :]
+    lr = ds["lr"].values[:, None]
     assert np.all((0.005 < sigma2) & (sigma2 < 1.0)), sigma2
     np.testing.assert_allclose(T, lr * sigma2 / (2 * rho**2), rtol=1e-12)  # T = eta sigma2 / (2 rho^2)
     assert np.all((5e-5 < T) & (T < 5e-3)), T
