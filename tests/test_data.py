@@ -204,10 +204,41 @@ def test_batches_are_per_member_counter_based_and_with_replacement():
     assert float(counts.min()) > 1800 and float(counts.max()) < 2200
 
 
+def _splitmix_batch(key: int, counter: int, batch_size: int, n: int) -> list[int]:
+    """The documented batch of one member, in plain Python ints: entry j is
+    ``(mix(key + (c + 1) gamma) >> 11) mod n`` with ``c = counter B + j`` (SplitMix64)."""
+    from thermonet.engines import rng as counter_rng
+
+    key &= counter_rng.MASK64
+    return [(counter_rng.mix_int(key + (counter * batch_size + j + 1) * counter_rng.GAMMA) >> 11) % n
+            for j in range(batch_size)]
+
+
+def _device_data_matches_cpu(device: str) -> None:
+    """Batches and datasets on ``device`` are exactly the CPU's: batch indices are int64
+    arithmetic (checked against SplitMix64 in Python ints), datasets are built on the CPU
+    and moved."""
+    keys = stream_keys([0, 3, 12345], 1)
+    for counter, batch_size, n in ((0, 8, 50), (11, 32, 1000), (2**40 + 7, 64, 4000)):
+        batch = batch_indices(keys.to(device), counter, batch_size, n)
+        assert batch.device.type == device and batch.dtype == torch.int64 and batch.shape == (3, batch_size)
+        expected = torch.tensor([_splitmix_batch(int(k), counter, batch_size, n) for k in keys.tolist()])
+        assert torch.equal(batch.cpu(), expected), (counter, batch_size, n)
+    spec = "teacher:n_train=50,n_test=10"
+    cpu, ds = load_dataset(spec), load_dataset(spec, device=device)
+    assert ds.num_classes == cpu.num_classes and ds.info == cpu.info
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        on_device, reference = getattr(ds, name), getattr(cpu, name)
+        assert on_device.device.type == device and on_device.dtype == reference.dtype, name
+        assert torch.equal(on_device.cpu(), reference), name
+
+
+def test_batches_and_data_on_the_cpu_are_the_documented_ones():
+    """The CPU half of :func:`test_batches_are_the_same_on_cuda`."""
+    _device_data_matches_cpu("cpu")
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_batches_are_the_same_on_cuda():
-    keys = stream_keys([0, 3], 1)
-    assert torch.equal(batch_indices(keys.cuda(), 11, 32, 1000).cpu(), batch_indices(keys, 11, 32, 1000))
-    ds = load_dataset("teacher:n_train=50,n_test=10", device="cuda")
-    assert ds.x_train.is_cuda and ds.y_test.is_cuda
+    _device_data_matches_cpu("cuda")

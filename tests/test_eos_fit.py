@@ -171,9 +171,9 @@ def test_parse_eos_names():
 
 # ---------------------------------------------------------------------- command line
 @pytest.fixture()
-def fit_eos_cli(monkeypatch):
-    if "fit_eos" not in cli.COMMAND_MODULES:
-        monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "fit_eos"))
+def fit_eos_cli():
+    """The real command line, unpatched: ``fit-eos`` must be in its registry."""
+    assert cli.COMMANDS["fit-eos"][0] == "fit_eos" and "fit_eos" in cli.COMMAND_MODULES
     return cli.main
 
 

@@ -3,6 +3,7 @@
 import pathlib
 import tomllib
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -14,6 +15,28 @@ def test_every_subpackage_is_listed_in_pyproject():
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "thermonet").rglob("__init__.py")}
     assert found <= listed, f"add to pyproject packages: {sorted(found - listed)}"
     assert config["tool"]["setuptools"]["package-dir"]["thermonet.models"] == "models"
+
+
+def test_tests_never_skip_for_a_missing_project_module_or_dependency():
+    """``pytest.importorskip`` only for optional packages: a test that skips when one of
+    the project's own modules (or a required dependency) fails to import hides the
+    failure it exists to show."""
+    import ast
+    import re
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    required = {re.split(r"[<>=!~\[ ]", dep, maxsplit=1)[0].lower() for dep in config["project"]["dependencies"]}
+    assert {"torch", "numpy", "matplotlib"} <= required
+    own = ("thermonet", "models", "studies")
+    offending = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "importorskip"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                top = str(node.args[0].value).split(".")[0]
+                if top in own or top.lower() in required:
+                    offending.append(f"{path.relative_to(ROOT)}:{node.lineno}: importorskip({node.args[0].value!r})")
+    assert not offending, "\n".join(offending)
 
 
 def test_models_importable_as_thermonet_models():
@@ -40,7 +63,15 @@ def test_study_tutorial_code_blocks_run():
     namespace: dict = {}
     exec(compile("\n".join(blocks), "tutorial-study.md", "exec"), namespace)
     assert namespace["page"].exists()
-    assert 0.8 < float(namespace["ratio"].min()) and float(namespace["ratio"].max()) < 1.2
+    # Measured over seed pairs (0,1), (2,3), ..., (8,9): measured/SDE radius 0.9994..1.0132,
+    # the excess at the largest elr being the discrete-time correction (1.28 %); against
+    # the discrete-time radius every point within 0.0030 (per-point scatter ~0.002).
+    ratio = namespace["ratio"]
+    assert ratio.shape == (3, 3)
+    assert 0.993 < float(ratio.min()) and float(ratio.max()) < 1.02
+    ds, states, system = namespace["ds"], namespace["states"], namespace["system"]
+    discrete = system.discrete_state({"elr": ds.elr.values[:, None], "wd": ds.wd.values[None, :]}, 1.0)["rho"]
+    np.testing.assert_allclose(states.rho.mean("seed").transpose("elr", "wd").values, discrete, rtol=0.008)
 
 
 def _console_commands(text: str) -> list[list[str]]:

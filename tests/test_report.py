@@ -1,12 +1,11 @@
 """Tests for thermonet.report and the ``check`` / ``report`` subcommands.
 
 The CLI is driven in-process through thermonet.cli.main (the same entry point as the
-console script), restricted to the subcommand modules that exist in this checkout.
+console script), with its real command registry.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import warnings
@@ -27,11 +26,10 @@ def _write(ds: xr.Dataset, path) -> str:
     return str(path)
 
 
-@pytest.fixture(autouse=True)
-def _available_commands(monkeypatch):
-    """Only the subcommand modules present (others are written in parallel)."""
-    present = tuple(m for m in cli.COMMAND_MODULES if importlib.util.find_spec(f"thermonet.cli.commands.{m}") is not None)
-    monkeypatch.setattr(cli, "COMMAND_MODULES", present)
+def test_check_and_report_are_in_the_real_registry():
+    """The CLI is tested unpatched: both commands must be registered."""
+    assert cli.COMMANDS["check"][0] == "check" and cli.COMMANDS["report"][0] == "report"
+    assert {"check", "report"} <= set(cli.COMMAND_MODULES)
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +111,12 @@ def test_check_tolerance_override(stores, capsys):
 def test_check_partial_run_warns(stores, capsys):
     code = cli.main(["check", stores["partial"]])
     captured = capsys.readouterr()
-    assert code in (0, 1)
+    # the finished part (12 of 16 logs) of an exact-theory store with a fixed rng: the
+    # checks are decided on it and pass, so the warning comes with exit 0, not a failure
+    assert code == 0, captured.out + captured.err
+    assert "7 passed, 0 failed, 0 inconclusive, 0 skipped" in captured.out
     assert "thermonet: warning:" in captured.err and "partial run" in captured.err
+    assert "1200 of 1600 steps done" in captured.err
     assert "Traceback" not in captured.err
 
 

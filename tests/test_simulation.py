@@ -225,15 +225,24 @@ def test_store_schema_and_partial_run(tmp_path):
 
 
 def test_entropy_close_to_exact_vmf(tmp_path):
-    """S₁ of the queue vs the exact vMF entropy at κ = 1/T (the estimator bias is ~0.05)."""
-    out = simulate("fixed-elr", 3, {"elr": [0.02], "wd": [0.005]}, seeds=[0, 1], steps=60_000,
+    """S₁ of the queue vs the exact vMF entropy at κ = 1/T, T = η̃σ²/2 = 0.01.
+
+    Measured over seeds 0..47 (last queue, 500 samples): S₁ − exact has mean +0.002
+    (no bias visible) and s.d. 0.075 per member, |S₁ − exact| <= 0.185; the mean over 8
+    seeds scatters by 0.017 (six disjoint sets of 8: −0.016..+0.027). The radius
+    exp((S − S₁)/2) of every entropy step: 1.979..2.020, mean 2.003, s.d. 0.010
+    (discrete-time prediction 2.010).
+    """
+    out = simulate("fixed-elr", 3, {"elr": [0.02], "wd": [0.005]}, seeds=range(8), steps=60_000,
                    out=tmp_path / "e.zarr", queue_size=500, queue_every=100, log_every=100, progress=False)
     ds = _open(out)
     exact = float(vmf.entropy(1 / 0.01, 3))
     s1 = ds.entropy_sphere.isel(entropy_step=-1).values
-    assert np.all(np.abs(s1 - exact) < 0.25), (s1, exact)
+    assert s1.size == 8
+    assert np.all(np.abs(s1 - exact) < 0.25), (s1, exact)  # each member: ~3 s.d.
+    assert abs(float(np.mean(s1)) - exact) < 0.06, (s1.mean(), exact)  # the 8-seed mean: ~3.5 s.d.
     rho_bar = np.exp((ds.entropy - ds.entropy_sphere) / 2)
-    assert bool(((rho_bar > 1.9) & (rho_bar < 2.1)).all())
+    assert bool(((rho_bar > 1.97) & (rho_bar < 2.04)).all()), rho_bar.values
 
 
 # ----------------------------------------------------------------------------- API errors
@@ -277,6 +286,36 @@ def test_api_store_errors(tmp_path):
     simulate(out=out, overwrite=True, **args)
 
 
+def _assert_stores_match(run: xr.Dataset, reference: xr.Dataset, rtol: float, atol: float) -> None:
+    """Two stores of the same run agree: the same variables, coordinates and steps, every
+    value to ``rtol``/``atol`` and NaN exactly where the reference has NaN."""
+    assert set(run.data_vars) == set(reference.data_vars)
+    assert set(run.coords) == set(reference.coords)
+    for name in reference.coords:
+        np.testing.assert_array_equal(run[name].values, reference[name].values, err_msg=name)
+    for key in ("steps_done", "complete", "protocol", "dim", "entropy_method"):
+        assert run.attrs[key] == reference.attrs[key], key
+    for name in reference.data_vars:
+        assert run[name].dims == reference[name].dims, name
+        np.testing.assert_array_equal(np.isnan(run[name].values), np.isnan(reference[name].values), err_msg=name)
+        np.testing.assert_allclose(run[name], reference[name], rtol=rtol, atol=atol, err_msg=name)
+
+
+def _device_run_matches_kernel(tmp_path, device: str, rtol: float, atol: float) -> None:
+    """The torch engine on ``device`` against the numba kernel on the CPU, every variable;
+    and a second run on ``device`` is identical to the first."""
+    common = dict(protocol="fixed-lr", dim=3, grid={"lr": [0.01, 0.05], "wd": [0.01]}, seeds=[0, 1],
+                  steps=3_000, log_every=50, **FAST)
+    cpu = _open(simulate(out=tmp_path / "cpu.zarr", **common))
+    run = _open(simulate(out=tmp_path / "run.zarr", device=device, backend="torch", **common))
+    assert cpu.attrs["backend"] == "numba" and cpu.attrs["device"] == "cpu"
+    assert run.attrs["device"].startswith(device) and run.attrs["backend"] == "torch"
+    assert {"loss", "rho", "grad_norm_sq", "grad_full_sq", "sigma2", "entropy", "entropy_sphere"} <= set(cpu.data_vars)
+    _assert_stores_match(run, cpu, rtol=rtol, atol=atol)
+    again = _open(simulate(out=tmp_path / "again.zarr", device=device, backend="torch", **common))
+    xr.testing.assert_identical(run.drop_attrs(), again.drop_attrs())
+
+
 def test_torch_backend_store_matches_kernel(tmp_path):
     """The torch engine (the CUDA code path, here on the CPU) gives the kernel's store."""
     common = dict(protocol="fixed-sphere", dim=4, grid={"lr": [0.01, 0.05], "sphere_radius": [1.3]}, seeds=[2],
@@ -285,22 +324,22 @@ def test_torch_backend_store_matches_kernel(tmp_path):
     eager = _open(simulate(out=tmp_path / "torch.zarr", backend="torch", **common))
     assert eager.attrs["backend"] == "torch" and kernel.attrs["backend"] == "numba"
     assert kernel.attrs["entropy_method"] == "chord"  # auto at D != 3
-    for name in kernel.data_vars:
-        np.testing.assert_allclose(eager[name], kernel[name], rtol=1e-9, atol=1e-12, err_msg=name)
+    _assert_stores_match(eager, kernel, rtol=1e-9, atol=1e-12)
+
+
+def test_torch_cpu_matches_kernel_as_cuda_must(tmp_path):
+    """The CPU half of :func:`test_cuda_matches_cpu`: the same comparison with the torch
+    engine on the CPU. Measured: every variable within 1e-13 relative of the kernel's
+    (loss_snapshot 6e-12 relative at values ~2e-5, 3e-16 absolute)."""
+    _device_run_matches_kernel(tmp_path, "cpu", rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu(tmp_path):
-    common = dict(protocol="fixed-lr", dim=3, grid={"lr": [0.01, 0.05], "wd": [0.01]}, seeds=[0, 1],
-                  steps=3_000, log_every=50, **FAST)
-    cpu = _open(simulate(out=tmp_path / "cpu.zarr", **common))
-    gpu = _open(simulate(out=tmp_path / "gpu.zarr", device="cuda", **common))
-    assert gpu.attrs["device"].startswith("cuda") and gpu.attrs["backend"] == "torch"
-    for name in ("loss", "rho", "grad_norm_sq", "grad_full_sq", "entropy"):
-        np.testing.assert_allclose(gpu[name], cpu[name], rtol=1e-8, atol=1e-10)
-    again = _open(simulate(out=tmp_path / "gpu2.zarr", device="cuda", **common))
-    xr.testing.assert_identical(gpu.drop_attrs(), again.drop_attrs())
+    """float64 on CUDA against the CPU kernel, every stored variable (it was five): the
+    rounding of other kernels, so a looser rtol than the CPU's torch engine gets."""
+    _device_run_matches_kernel(tmp_path, "cuda", rtol=1e-8, atol=1e-10)
 
 
 def test_radius_fluctuation_explains_the_fixed_elr_discrete_residual(tmp_path):

@@ -187,14 +187,27 @@ def test_parse_window():
             parse_window(bad)
 
 
+def _window_mean(ds: xr.Dataset, var: str, logs: int) -> np.ndarray:
+    """Mean of ``var`` over the last ``logs`` logs, by hand (no accessor)."""
+    return ds[var].isel(step=slice(-logs, None)).mean("step").values
+
+
 def test_stationary_values(lr_run):
     st = lr_run.thermo.stationary(0.5)
     assert st["U"].dims == ("lr", "wd", "seed")
-    protocol = get_protocol("fixed-lr")
-    hp = {n: st[n].broadcast_like(st["U"]).values for n in ("lr", "wd")}
-    np.testing.assert_allclose(st["V"], st["rho"] ** 2 / 2)
-    np.testing.assert_allclose(st["T"], protocol.temperature(hp, st["rho"].values, st["sigma2"].values))
-    np.testing.assert_allclose(st["P"], hp["wd"])
+    assert st.attrs["window_logs"] == 20  # half of the 40 logs
+    # the window means and T, V, P from closed forms written out here, not from the
+    # protocol's temperature() (which the accessor itself calls): fixed LR,
+    # T = eta_eff sigma2 / 2 with eta_eff = lr / rho**2 and rho the stationary mean radius
+    rho = _window_mean(lr_run, "rho", 20)
+    sigma2 = _window_mean(lr_run, "sigma2", 20)
+    np.testing.assert_allclose(st["rho"], rho, rtol=1e-12)
+    np.testing.assert_allclose(st["sigma2"], sigma2, rtol=1e-12)
+    lr = lr_run["lr"].values[:, None, None]
+    wd = lr_run["wd"].values[None, :, None]
+    np.testing.assert_allclose(st["V"], rho**2 / 2, rtol=1e-12)
+    np.testing.assert_allclose(st["T"], lr * sigma2 / (2 * rho**2), rtol=1e-12)
+    np.testing.assert_allclose(st["P"], wd * np.ones_like(rho), rtol=1e-12)
     for var in ("S", "S_sphere", "trace_sigma", "grad_full_sq", "grad_norm_sq"):
         assert np.isfinite(st[var]).all()
     # the transient (first quarter of the run) is outside the window: U is close to exact
@@ -204,6 +217,26 @@ def test_stationary_values(lr_run):
     assert np.max(np.abs(st["U"].values / exact - 1)) < 0.03
     whole = lr_run.thermo.stationary(1.0)
     assert np.min(whole["U"].values / vmf.energy(1 / whole["T"].values, 3)) > 1.05
+
+
+def test_stationary_temperature_fixed_elr_and_sphere():
+    """T by hand for the other two protocols (THEORY §2: T = eta_eff sigma2 / 2): fixed ELR,
+    eta_eff = elr; fixed sphere, eta_eff = lr / rho0**2 with rho0 the pinned radius."""
+    sigma = 0.7  # sigma2 = 0.49, so a temperature that forgot sigma2 (or squared it twice) fails
+    elr = synthetic_run("fixed-elr", sigma=sigma, n_logs=20, rng=5)
+    st = elr.thermo.stationary(0.5)
+    sigma2 = _window_mean(elr, "sigma2", 10)
+    assert np.all(np.abs(sigma2 / sigma**2 - 1) < 0.05)
+    np.testing.assert_allclose(st["T"], elr["elr"].values[:, None, None] * sigma2 / 2, rtol=1e-12)
+    np.testing.assert_allclose(st["P"], elr["wd"].values[None, :, None] * np.ones_like(sigma2), rtol=1e-12)
+
+    sphere = synthetic_run("fixed-sphere", sigma=sigma, n_logs=20, rng=6)
+    st = sphere.thermo.stationary(0.5)
+    sigma2 = _window_mean(sphere, "sigma2", 10)
+    lr = sphere["lr"].values[:, None, None]
+    rho0 = sphere["sphere_radius"].values[None, :, None]
+    np.testing.assert_allclose(st["T"], lr * sigma2 / (2 * rho0**2), rtol=1e-12)
+    np.testing.assert_allclose(st["P"], _window_mean(sphere, "lambda_eff", 10), rtol=1e-12)
 
 
 def test_fixed_sphere_pressure_is_lambda_eff():
