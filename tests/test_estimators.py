@@ -361,6 +361,7 @@ def test_cuda_matches_cpu():
 from scipy.stats import multivariate_t  # noqa: E402
 
 from thermonet.estimators import references as ref  # noqa: E402
+from thermonet.estimators.knn import _gram_error_bound  # noqa: E402
 
 # ------------------------------------------------------------------ references
 
@@ -495,3 +496,49 @@ def test_product_reference_and_exp_chart_guard():
     np.testing.assert_allclose(np.linalg.norm(x[:, 6:], axis=1), 1.0)
     with pytest.raises(InputError, match="exponential map"):
         ref.TangentGaussian(mu, [2.0] * 5, chart="exp").entropy()
+
+
+# -------------------------------------------------------- float32 candidate search
+
+
+def test_gram_error_bound_holds():
+    """The bound used for the float32 margin covers the observed float32 error."""
+    rng = np.random.default_rng(42)
+    for d in (3, 100, 3000):
+        a = rng.normal(size=(64, d)) * rng.uniform(0.1, 10, size=(1, d)) + 3.0
+        exact = a @ a.T
+        low = (torch.from_numpy(a).float() @ torch.from_numpy(a).float().T).double().numpy()
+        norms = np.linalg.norm(a, axis=1)
+        bound = _gram_error_bound(d, 2.0**-24) * np.outer(norms, norms)
+        assert np.all(np.abs(low - exact) <= bound)
+
+
+@pytest.mark.parametrize("k", [1, 4])
+@pytest.mark.parametrize(
+    "kind", ["concentrated-high-d", "isotropic-low-d", "close-pairs", "grid-ties"]
+)
+def test_float32_candidate_search_gives_identical_neighbours(kind, k):
+    rng = np.random.default_rng(43)
+    if kind == "concentrated-high-d":
+        mu = unit(rng.normal(size=800))
+        x = mu + 0.3 * rng.normal(size=(600, 800)) / math.sqrt(800)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+    elif kind == "isotropic-low-d":
+        x = rng.normal(size=(700, 12))
+    elif kind == "close-pairs":
+        base = rng.normal(size=(300, 20)) * 1e3
+        x = np.concatenate([base, base + 1e-6 * rng.normal(size=base.shape)])
+    else:  # many exactly tied distances
+        g = np.stack(np.meshgrid(*[np.arange(4.0)] * 4, indexing="ij"), -1).reshape(-1, 4)
+        x = np.concatenate([g, np.zeros((g.shape[0], 6))], axis=1)
+    r64 = knn_distances(x, k=k, search_dtype="float64", block_size=97)
+    r32 = knn_distances(x, k=k, search_dtype="float32", block_size=97)
+    np.testing.assert_array_equal(r32, r64)
+    ref_d = cKDTree(x).query(x, k=k + 1)[0][:, k]
+    # close pairs at 1e3 from the origin: both sides round the coordinates (~1e-13 absolute)
+    np.testing.assert_allclose(r32, ref_d, rtol=1e-6 if kind == "close-pairs" else 1e-9, atol=0)
+
+
+def test_bad_search_dtype():
+    with pytest.raises(InputError, match="search_dtype"):
+        knn_distances(np.zeros((5, 2)), search_dtype="float16")
