@@ -228,16 +228,19 @@ def gauss_knn_naive(x, groups, k: int = 1) -> float:
     return h + kl(t) - kl(y) + float(logjac.mean())
 
 
-def parse_cell(text: str) -> tuple[int, int]:
+def parse_cell(text: str) -> tuple[int, ...]:
+    """``DxN`` or ``DxNxREPS`` (draws for this cell instead of ``--reps``)."""
     try:
-        dim, n = (int(v) for v in text.lower().split("x"))
+        parts = tuple(int(v) for v in text.lower().split("x"))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"a cell is DxN, e.g. 1000x2000, got {text!r}") from exc
-    return dim, n
+        raise argparse.ArgumentTypeError(f"a cell is DxN or DxNxREPS, e.g. 1000x2000, got {text!r}") from exc
+    if len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"a cell is DxN or DxNxREPS, e.g. 1000x2000, got {text!r}")
+    return parts
 
 
-DEFAULT_CELLS = ("10x500", "10x2000", "100x500", "100x2000", "1000x500", "1000x2000", "1000x10000",
-                 "10000x2000")
+DEFAULT_CELLS = ("10x500", "10x2000", "100x500", "100x2000", "1000x500", "1000x2000x10",
+                 "1000x10000", "10000x2000")
 
 
 def run_shapes(args: argparse.Namespace) -> list[dict]:
@@ -249,7 +252,9 @@ def run_shapes(args: argparse.Namespace) -> list[dict]:
 
     torch.set_num_threads(args.threads)
     rows = []
-    for dim, n in args.cells:
+    for cell in args.cells:
+        dim, n = cell[:2]
+        reps = cell[2] if len(cell) == 3 else args.reps
         cases = shape_cases(dim, args.total_variance, args.seed, args.shapes)
         d_total = dim - 1
         for ci, (name, dist) in enumerate(cases):
@@ -259,7 +264,7 @@ def run_shapes(args: argparse.Namespace) -> list[dict]:
             errs = {m: [] for m in args.methods}
             ses = {m: [] for m in args.methods}
             secs = {m: 0.0 for m in args.methods}
-            for rep in range(args.reps):
+            for rep in range(reps):
                 ss = np.random.SeedSequence([args.seed, dim, n, ci, rep])
                 x = dist.sample(n, np.random.default_rng(ss))
                 xt = torch.from_numpy(x).to(args.device)
@@ -302,8 +307,8 @@ def run_shapes(args: argparse.Namespace) -> list[dict]:
 
 
 SHAPE_HEADER = (
-    "| D | N | shape | exact S₁ | method | error (nats) | error % of abs(S) | mean SE | s/estimate |\n"
-    "|---:|---:|:---|---:|:---|---:|---:|---:|---:|"
+    "| D | N | shape | exact S₁ | method | error (nats) | error % of abs(S) | mean SE | draws | s/estimate |\n"
+    "|---:|---:|:---|---:|:---|---:|---:|---:|---:|---:|"
 )
 
 
@@ -313,7 +318,7 @@ def format_shape_row(r: dict) -> str:
     pct = 100.0 * r["err_mean"] / abs(r["exact"])
     extra = "" if r["issue_shape"] else " (extra)"
     return (f"| {r['D']} | {r['N']} | {r['shape']}{extra} | {r['exact']:.1f} | {r['method']} | "
-            f"{r['err_mean']:+.2f}{sd} | {pct:+.2f} % | {se} | {r['seconds']:.2f} |")
+            f"{r['err_mean']:+.2f}{sd} | {pct:+.2f} % | {se} | {r['reps']} | {r['seconds']:.2f} |")
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -404,8 +409,8 @@ DOC_END = "<!-- entropy-shapes:end -->"
 
 def shapes_markdown(rows: list[dict], cmd: str, total: float, args) -> str:
     lines = [f"Command: `{cmd.strip()}` ({args.elapsed:.0f} s on {args.threads} CPU thread(s), "
-             f"device {args.device}); {args.reps} draws per cell, k = {args.k}, total tangent "
-             f"variance τ² = {total}.", "",
+             f"device {args.device}); {args.reps} draws per cell unless the cell says DxNxREPS "
+             f"(see the reps column), k = {args.k}, total tangent variance τ² = {total}.", "",
              "Summary over the issue's shapes (all but `box`); targets at D = 1000, N = 2000: "
              "max |error|/|S| ≤ 2 % and spread ≤ 20 nats.", "", SUMMARY_HEADER]
     lines += [format_summary(s) for s in summarise(rows)]
@@ -428,10 +433,98 @@ def update_docs(block: str, path: str) -> None:
         fh.write(text)
 
 
+# --------------------------------------------------------------------- speed suite
+
+
+def load_baseline(rev: str):
+    """``spherical_entropy`` as it was at git revision ``rev`` (imported from ``git show``)."""
+    import importlib
+    import subprocess
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="thermonet_baseline_")
+    for name in ("knn", "sphere"):
+        src = subprocess.run(["git", "show", f"{rev}:thermonet/estimators/{name}.py"], check=True,
+                             capture_output=True, text=True).stdout
+        src = src.replace("from thermonet.estimators.knn import", "from baseline_knn import")
+        with open(f"{tmp}/baseline_{name}.py", "w", encoding="utf-8") as fh:
+            fh.write(src)
+    sys.path.insert(0, tmp)
+    return importlib.import_module("baseline_sphere").spherical_entropy
+
+
+def run_speed(args: argparse.Namespace) -> list[dict]:
+    import warnings
+
+    import torch
+
+    from thermonet.estimators import EstimabilityWarning
+
+    torch.set_num_threads(args.threads)
+    baseline = load_baseline(args.baseline_rev) if args.baseline_rev else None
+    rows = []
+    for cell in args.cells:
+        dim, n = cell[:2]
+        (_, dist), = shape_cases(dim, args.total_variance, args.seed, ["Gauss a=1"])
+        x = torch.from_numpy(dist.sample(n, np.random.default_rng(args.seed))).to(args.device)
+        d = dim - 1
+        jobs = []
+        if baseline is not None:
+            jobs.append((f"chord @ {args.baseline_rev} (before issue 12)",
+                         lambda: baseline(x, k=args.k, method="chord")))
+        jobs += [
+            ("chord, float64 search", lambda: spherical_entropy(x, k=args.k, method="chord", search_dtype="float64")),
+            ("chord, float32 search", lambda: spherical_entropy(x, k=args.k, method="chord", search_dtype="float32")),
+            ("chord + split-half SE", lambda: spherical_entropy(x, k=args.k, method="chord", return_se=True)),
+            ("auto (default)", lambda: spherical_entropy(x, k=args.k)),
+            ("isotropic-bound", lambda: spherical_entropy(x, method="isotropic-bound")),
+        ]
+        if n - 1 > d:
+            jobs += [("elliptical", lambda: spherical_entropy(x, method="elliptical")),
+                     ("gauss", lambda: spherical_entropy(x, method="gauss")),
+                     ("gauss-knn", lambda: spherical_entropy(x, k=args.k, method="gauss-knn"))]
+        # the elliptical calibration draw is cached per (N, d): time it once, separately
+        if n - 1 > d:
+            from thermonet.estimators.tangent import _calibration
+
+            _calibration.cache_clear()
+            t0 = time.perf_counter()
+            spherical_entropy(x, method="elliptical")
+            first = time.perf_counter() - t0
+        base_t = None
+        for name, fn in jobs:
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", EstimabilityWarning)
+                    fn()
+                if args.device != "cpu":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - t0)
+            best = min(times)
+            if base_t is None:
+                base_t = best
+            row = dict(D=dim, N=n, method=name, seconds=best, ratio=best / base_t)
+            rows.append(row)
+            print(f"| {dim} | {n} | {name} | {best:.2f} | {best / base_t:.2f} |", flush=True)
+        if n - 1 > d:
+            print(f"| {dim} | {n} | elliptical, first call (incl. the cached calibration draw) | "
+                  f"{first:.2f} | {first / base_t:.2f} |", flush=True)
+            rows.append(dict(D=dim, N=n, method="elliptical, first call (incl. calibration draw)",
+                             seconds=first, ratio=first / base_t))
+    return rows
+
+
+SPEED_HEADER = ("| D | N | method | seconds (best of repeats) | ratio to the first row |\n"
+                "|---:|---:|:---|---:|---:|")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--suite", choices=("vmf", "shapes"), default="vmf",
-                   help="vmf: the original orientation/κ table (default); shapes: issue 12")
+    p.add_argument("--suite", choices=("vmf", "shapes", "speed"), default="vmf",
+                   help="vmf: the original orientation/κ table (default); shapes: issue 12 bias "
+                        "table; speed: timings of every method")
     p.add_argument("--dims", type=int, nargs="+", default=[3, 10, 30, 100, 300, 1000])
     p.add_argument("--kappa-factors", type=float, nargs="+", default=[10.0, 100.0],
                    help="κ = factor · D (default 10 100)")
@@ -457,12 +550,31 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--device", default="cpu", help="torch device for the estimators (cpu, cuda)")
     g.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     g.add_argument("--figure", help="write the chart (PNG) here")
+    g.add_argument("--json", help="write the raw rows (JSON) here")
     g.add_argument("--docs", action="store_true",
                    help="write the table into docs/entropy-estimators.md and the chart to "
                         "docs/figures/entropy-bias.png")
+    g = p.add_argument_group("speed suite")
+    g.add_argument("--speed-cells", type=parse_cell, nargs="+", default=[parse_cell("10000x4000")],
+                   metavar="DxN", help="(D, N) cells to time (default 10000x4000)")
+    g.add_argument("--repeats", type=int, default=3, help="timed repeats, best kept (default 3)")
+    g.add_argument("--baseline-rev", default="cb4d0e4",
+                   help="git revision whose chord method is the baseline (default cb4d0e4, the "
+                        "estimators before issue 12; '' to skip)")
     args = p.parse_args(argv)
 
     cmd = "python studies/benchmarks/entropy_bias.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.suite == "speed":
+        print(f"{args.threads} CPU thread(s), device {args.device}, k = {args.k}; tangent Gaussian α = 1")
+        print(SPEED_HEADER, flush=True)
+        args.cells = args.speed_cells
+        rows = run_speed(args)
+        if args.out:
+            with open(args.out, "w", encoding="utf-8") as fh:
+                fh.write(f"Command: `{cmd.strip()}`\n\n{SPEED_HEADER}\n")
+                for r in rows:
+                    fh.write(f"| {r['D']} | {r['N']} | {r['method']} | {r['seconds']:.2f} | {r['ratio']:.2f} |\n")
+        return 0
     if args.suite == "shapes":
         args.reps = 3 if args.reps is None else args.reps
         print(f"error = estimate − exact (nats), mean ± sd over {args.reps} draws, k = {args.k}")
@@ -486,10 +598,12 @@ def main(argv: list[str] | None = None) -> int:
             os.makedirs(os.path.dirname(figure) or ".", exist_ok=True)
             plot_shapes(rows, figure)
             print(f"chart: {figure}")
+        json_path = args.json or ("docs/figures/entropy-bias.json" if args.docs else None)
+        if json_path:
+            with open(json_path, "w", encoding="utf-8") as fh:
+                json.dump(rows, fh, indent=0)
         if args.docs:
             update_docs(block, "docs/entropy-estimators.md")
-            with open("docs/figures/entropy-bias.json", "w", encoding="utf-8") as fh:
-                json.dump(rows, fh, indent=0)
             print("updated docs/entropy-estimators.md")
         return 0
 
