@@ -489,6 +489,33 @@ def test_reference_samples_and_entropy_agree_by_monte_carlo(chart):
         assert abs(s.mean() - dist.entropy()) < 5 * s.std() / math.sqrt(s.size)
 
 
+@pytest.mark.parametrize("dim,kappa", [(3, 2.0), (3, 30.0), (10, 100.0), (1000, 1e4)])
+def test_vmf_sampler_against_exact_moments_and_scipy(dim, kappa):
+    """Wood's sampler: mean of μ·x equals A_D(κ) and −mean ln p(x) equals the entropy
+    (both within 5 SE); at D = 3 the law of μ·x matches scipy's sampler (KS test)."""
+    from scipy.special import ive
+    from scipy.stats import ks_2samp
+
+    mu = random_direction(dim, dim)
+    n = 20_000 if dim < 1000 else 4000
+    x = ref.sample_vmf(mu, kappa, n, np.random.default_rng(24))
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-12)
+    w = x @ mu
+    a = ref.vmf_mean_resultant(dim, kappa)
+    assert abs(w.mean() - a) < 5 * w.std() / math.sqrt(n)
+    nu = dim / 2 - 1
+    log_c = nu * math.log(kappa) - dim / 2 * math.log(2 * math.pi) - (math.log(ive(nu, kappa)) + kappa)
+    s = -log_c - kappa * w
+    assert abs(s.mean() - ref.vmf_entropy(dim, kappa)) < 5 * s.std() / math.sqrt(n)
+    if dim == 3:
+        w_scipy = vonmises_fisher(mu, kappa).rvs(n, random_state=25) @ mu
+        assert ks_2samp(w, w_scipy).pvalue > 1e-3
+        # the tangent direction is uniform: its mean is ~0
+        t = x - w[:, None] * mu
+        t /= np.linalg.norm(t, axis=1, keepdims=True)
+        assert np.linalg.norm(t.mean(axis=0)) < 5 / math.sqrt(n)
+
+
 def test_product_reference_and_exp_chart_guard():
     mu = unit(np.ones(6))
     f1 = ref.VonMisesFisher(mu, 50.0)

@@ -146,6 +146,7 @@ ISSUE_SHAPES = (
     "Gauss a=1 gnomonic", "stepped", "t5 a=0", "t5 a=1", "product",
 )
 EXTRA_SHAPES = ("box",)
+SHAPE_ORDER = ISSUE_SHAPES + EXTRA_SHAPES
 ALL_METHODS = ("chord", "angles", "gauss", "gauss-knn-naive", "gauss-knn", "elliptical", "auto")
 NEEDS_N_GT_D = ("gauss", "gauss-knn-naive", "gauss-knn", "elliptical")
 
@@ -265,7 +266,9 @@ def run_shapes(args: argparse.Namespace) -> list[dict]:
             ses = {m: [] for m in args.methods}
             secs = {m: 0.0 for m in args.methods}
             for rep in range(reps):
-                ss = np.random.SeedSequence([args.seed, dim, n, ci, rep])
+                # seeded by the shape's position in the full list, so a run with
+                # --shapes draws the same samples as the full run
+                ss = np.random.SeedSequence([args.seed, dim, n, SHAPE_ORDER.index(name), rep])
                 x = dist.sample(n, np.random.default_rng(ss))
                 xt = torch.from_numpy(x).to(args.device)
                 for m in args.methods:
@@ -408,9 +411,17 @@ DOC_END = "<!-- entropy-shapes:end -->"
 
 
 def shapes_markdown(rows: list[dict], cmd: str, total: float, args) -> str:
-    lines = [f"Command: `{cmd.strip()}` ({args.elapsed:.0f} s on {args.threads} CPU thread(s), "
-             f"device {args.device}); {args.reps} draws per cell unless the cell says DxNxREPS "
-             f"(see the reps column), k = {args.k}, total tangent variance τ² = {total}.", "",
+    sources = getattr(args, "sources", None)
+    if sources:
+        head = ("Rows merged by `" + cmd.strip() + "` from (later runs replace the rows of the same "
+                "D, N, shape and method): " + "; ".join(f"`{c}` ({e:.0f} s)" for c, e in sources)
+                + f". {args.threads} CPU thread(s), device {args.device}, k = {args.k}, total "
+                f"tangent variance τ² = {total}; the draws column gives the draws per cell.")
+    else:
+        head = (f"Command: `{cmd.strip()}` ({args.elapsed:.0f} s on {args.threads} CPU thread(s), "
+                f"device {args.device}); k = {args.k}, total tangent variance τ² = {total}; the "
+                f"draws column gives the draws per cell.")
+    lines = [head, "",
              "Summary over the issue's shapes (all but `box`); targets at D = 1000, N = 2000: "
              "max |error|/|S| ≤ 2 % and spread ≤ 20 nats.", "", SUMMARY_HEADER]
     lines += [format_summary(s) for s in summarise(rows)]
@@ -491,33 +502,38 @@ def run_speed(args: argparse.Namespace) -> list[dict]:
             t0 = time.perf_counter()
             spherical_entropy(x, method="elliptical")
             first = time.perf_counter() - t0
-        base_t = None
-        for name, fn in jobs:
-            times = []
-            for _ in range(args.repeats):
+        # repeats interleaved over the methods, so that a changing load on a shared
+        # machine affects all of them alike; the best of the repeats is kept
+        times: dict = {name: [] for name, _ in jobs}
+        for _ in range(args.repeats):
+            for name, fn in jobs:
                 t0 = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", EstimabilityWarning)
                     fn()
                 if args.device != "cpu":
                     torch.cuda.synchronize()
-                times.append(time.perf_counter() - t0)
-            best = min(times)
+                times[name].append(time.perf_counter() - t0)
+        base_t = None
+        for name, _ in jobs:
+            best = min(times[name])
             if base_t is None:
                 base_t = best
-            row = dict(D=dim, N=n, method=name, seconds=best, ratio=best / base_t)
+            row = dict(D=dim, N=n, method=name, seconds=best, ratio=best / base_t,
+                       all_seconds=times[name])
             rows.append(row)
-            print(f"| {dim} | {n} | {name} | {best:.2f} | {best / base_t:.2f} |", flush=True)
+            print(f"| {dim} | {n} | {name} | {best:.2f} | {best / base_t:.2f} | "
+                  + " ".join(f"{t:.2f}" for t in times[name]) + " |", flush=True)
         if n - 1 > d:
             print(f"| {dim} | {n} | elliptical, first call (incl. the cached calibration draw) | "
-                  f"{first:.2f} | {first / base_t:.2f} |", flush=True)
+                  f"{first:.2f} | {first / base_t:.2f} | {first:.2f} |", flush=True)
             rows.append(dict(D=dim, N=n, method="elliptical, first call (incl. calibration draw)",
                              seconds=first, ratio=first / base_t))
     return rows
 
 
-SPEED_HEADER = ("| D | N | method | seconds (best of repeats) | ratio to the first row |\n"
-                "|---:|---:|:---|---:|---:|")
+SPEED_HEADER = ("| D | N | method | seconds (best of repeats) | ratio to the first row | all repeats (s) |\n"
+                "|---:|---:|:---|---:|---:|:---|")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -551,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     g.add_argument("--figure", help="write the chart (PNG) here")
     g.add_argument("--json", help="write the raw rows (JSON) here")
+    g.add_argument("--from-json", nargs="+", metavar="JSON",
+                   help="do not run: read rows from these --json files (a later file replaces "
+                        "the rows of the same D, N, shape and method) and write the outputs")
     g.add_argument("--docs", action="store_true",
                    help="write the table into docs/entropy-estimators.md and the chart to "
                         "docs/figures/entropy-bias.png")
@@ -573,14 +592,36 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.out, "w", encoding="utf-8") as fh:
                 fh.write(f"Command: `{cmd.strip()}`\n\n{SPEED_HEADER}\n")
                 for r in rows:
-                    fh.write(f"| {r['D']} | {r['N']} | {r['method']} | {r['seconds']:.2f} | {r['ratio']:.2f} |\n")
+                    reps = " ".join(f"{t:.2f}" for t in r.get("all_seconds", [r["seconds"]]))
+                    fh.write(f"| {r['D']} | {r['N']} | {r['method']} | {r['seconds']:.2f} | "
+                             f"{r['ratio']:.2f} | {reps} |\n")
         return 0
     if args.suite == "shapes":
         args.reps = 3 if args.reps is None else args.reps
         print(f"error = estimate − exact (nats), mean ± sd over {args.reps} draws, k = {args.k}")
         print(SHAPE_HEADER, flush=True)
         t0 = time.perf_counter()
-        rows = run_shapes(args)
+        if args.from_json:
+            import json
+
+            merged: dict = {}
+            args.sources = []
+            for path in args.from_json:
+                with open(path, encoding="utf-8") as fh:
+                    data = json.load(fh)
+                if isinstance(data, dict):
+                    args.sources.append((data.get("command", path), data.get("elapsed", 0.0)))
+                    data = data["rows"]
+                for r in data:
+                    merged[(r["D"], r["N"], r["shape"], r["method"])] = r
+            order = {c: i for i, c in enumerate(dict.fromkeys((r["D"], r["N"]) for r in merged.values()))}
+            rows = sorted(merged.values(), key=lambda r: (
+                order[(r["D"], r["N"])], SHAPE_ORDER.index(r["shape"]),
+                ALL_METHODS.index(r["method"])))
+            for r in rows:
+                print(format_shape_row(r))
+        else:
+            rows = run_shapes(args)
         args.elapsed = time.perf_counter() - t0
         print(f"total {args.elapsed:.1f} s\n")
         print(SUMMARY_HEADER)
@@ -601,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
         json_path = args.json or ("docs/figures/entropy-bias.json" if args.docs else None)
         if json_path:
             with open(json_path, "w", encoding="utf-8") as fh:
-                json.dump(rows, fh, indent=0)
+                json.dump(dict(command=cmd.strip(), elapsed=args.elapsed, rows=rows), fh, indent=0)
         if args.docs:
             update_docs(block, "docs/entropy-estimators.md")
             print("updated docs/entropy-estimators.md")

@@ -1,6 +1,9 @@
 """Entropy of directions on the unit sphere ``S^{D−1}`` (nats, w.r.t. surface measure).
 
-Two Kozachenko–Leonenko variants (see ``docs/entropy-estimators.md``):
+:func:`spherical_entropy` dispatches to the tangent-space (log-map) methods of
+:mod:`thermonet.estimators.tangent` — ``"elliptical"`` (the default through
+``method="auto"``), ``"gauss"``, ``"gauss-knn"``, ``"isotropic-bound"`` — or to one of two
+Kozachenko–Leonenko variants (see ``docs/entropy-estimators.md``):
 
 ``method="angles"`` (paper appendix D.6, kept for fidelity)
     Map ``x = w/‖w‖`` to hyperspherical angles ``φ₁..φ_{D−1}``::

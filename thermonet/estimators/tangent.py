@@ -46,8 +46,9 @@ Tangent coordinates
 
 Standard errors: ``se² = ¼ Σ_{i=1}^{d} ψ′((N−i)/2) + [Var_i(s_i) − Var_i(s_i^ref)]/N``:
 the exact variance of the Gaussian log-determinant estimate plus the excess of the
-per-sample surprisal ``s_i = −ln p̂(x_i)`` of the data over that of a Gaussian sample
-(same N, d, same procedure); see :func:`_elliptical_one_set`.
+variance of the per-sample surprisal ``s_i = −ln p̂(x_i)`` of the data over that of a
+Gaussian sample (same N, d, same procedure), summed over groups for ``"elliptical"``;
+see :func:`entropy_one_set`.
 """
 
 from __future__ import annotations
@@ -80,20 +81,21 @@ class EstimabilityWarning(UserWarning):
 
 
 def log_map_coordinates(
-    u: torch.Tensor, groups: tuple[int, ...], basis: bool = True
+    u: torch.Tensor, groups: tuple[int, ...], basis: bool = True, per_group: bool = False
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Tangent coordinates per group and the per-sample log-Jacobian.
 
     ``u``: (N, D) float64, rows unit vectors *per group*. Returns ``([T_g (N, D_g − 1)],
     logjac (N,))`` with ``logjac = Σ_g (D_g − 2) ln(sin θ_g/θ_g)``. With ``basis=False``
     the tangent vectors are returned in ``R^{D_g}`` (orthogonal to ``μ̂_g``; same norms and
-    traces, no basis change).
+    traces, no basis change). With ``per_group=True`` the log-Jacobian is returned per
+    group, shape (L, N).
     """
     n = u.shape[0]
-    logjac = torch.zeros(n, dtype=u.dtype, device=u.device)
+    logjac = torch.zeros(len(groups), n, dtype=u.dtype, device=u.device)
     out = []
     start = 0
-    for g in groups:
+    for gi, g in enumerate(groups):
         x = u[:, start : start + g]
         start += g
         mu = x.mean(dim=0)
@@ -128,8 +130,8 @@ def log_map_coordinates(
         out.append(z)
         if g > 2:
             sinc = torch.where(pos, torch.sin(theta) / torch.where(pos, theta, torch.ones_like(theta)), torch.ones_like(theta))
-            logjac += (g - 2) * torch.log(sinc)
-    return out, logjac
+            logjac[gi] = (g - 2) * torch.log(sinc)
+    return out, (logjac if per_group else logjac.sum(dim=0))
 
 
 # --------------------------------------------------------------- Gaussian pieces
@@ -330,7 +332,8 @@ def entropy_one_set(
     """Entropy and standard error (nats) of one set of unit vectors (N, D) by ``method``."""
     n = u.shape[0]
     what = f"spherical_entropy(method={method!r})"
-    coords, logjac = log_map_coordinates(u, groups, basis=method != "isotropic-bound")
+    coords, logjac_g = log_map_coordinates(u, groups, basis=method != "isotropic-bound", per_group=True)
+    logjac = logjac_g.sum(dim=0)
     t = torch.cat(coords, dim=1) if len(coords) > 1 else coords[0]
     d = u.shape[1] - len(groups)
     jac = float(logjac.mean())
@@ -360,26 +363,22 @@ def entropy_one_set(
         se = math.sqrt(base_var + 2.0 * float(s.var()) / n)
         return h_gauss + (h_white - ref) + jac, se
 
-    # elliptical: joint Gaussian, per-group elliptical correction
+    # elliptical: joint Gaussian, per-group elliptical correction. Standard error: the
+    # joint Gaussian log-determinant variance plus, per group, the excess variance of the
+    # group's surprisal over a Gaussian group's (covariances between groups' non-Gaussian
+    # parts are not counted: exact for independent groups).
     correction = 0.0
-    s = logjac.clone()
-    ref_var = 0.0
+    excess = 0.0
     start = 0
-    for g in groups:
+    for gi, g in enumerate(groups):
         dg = g - 1
         if len(groups) == 1:
             tcg, cholg = tc, chol
         else:
             tcg, cholg = _gauss_fit(t[:, start : start + dg], what)
-            # the joint Gaussian's cross-group part, per sample, for the standard error
-            s = s - 0.5 * _mahalanobis(tcg, cholg)
         f, sg = _elliptical_terms(tcg, cholg)
         f_ref, v_ref = _calibration(n, dg, str(u.device))
         correction += f - f_ref
-        s = s + sg
-        ref_var += v_ref
+        excess += max(0.0, float((sg + logjac_g[gi]).var()) - v_ref) / n
         start += dg
-    if len(groups) > 1:
-        s = s + 0.5 * _mahalanobis(tc, chol)
-    excess = max(0.0, float(s.var()) - ref_var) / n
     return h_gauss + correction + jac, math.sqrt(base_var + excess)
