@@ -347,8 +347,24 @@ def test_cuda_matches_cpu():
         h_gpu = spherical_entropy(xg, method=method, block_size=300)
         assert h_gpu.device.type == "cuda" and h_gpu.dtype == torch.float64
         torch.testing.assert_close(h_gpu.cpu(), h_cpu, atol=1e-9, rtol=0)
+    for method in NEW_METHODS:
+        h_cpu, se_cpu = spherical_entropy(x, method=method, return_se=True)
+        h_gpu, se_gpu = spherical_entropy(xg, method=method, return_se=True)
+        assert h_gpu.device.type == "cuda" and h_gpu.dtype == torch.float64
+        torch.testing.assert_close(h_gpu.cpu(), h_cpu, atol=1e-6, rtol=0)
+        torch.testing.assert_close(se_gpu.cpu(), se_cpu, atol=1e-6, rtol=0)
     y = torch.from_numpy(np.random.default_rng(18).normal(size=(500, 7)))
     torch.testing.assert_close(kl_entropy(y.cuda(), k=3).cpu(), kl_entropy(y, k=3), atol=1e-9, rtol=0)
+    # float32 candidate search on the GPU (TF32 off and on): same distances as float64
+    z = torch.from_numpy(np.random.default_rng(19).normal(size=(800, 3000))).cuda()
+    ref64 = knn_distances(z, search_dtype="float64")
+    old = torch.backends.cuda.matmul.allow_tf32
+    try:
+        for tf32 in (False, True):
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.testing.assert_close(knn_distances(z, search_dtype="float32"), ref64, atol=0, rtol=0)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
     torch.testing.assert_close(knn_distances(y.cuda().float()).cpu(), knn_distances(y.float()), atol=1e-6, rtol=0)
 
 

@@ -257,7 +257,6 @@ def run_shapes(args: argparse.Namespace) -> list[dict]:
         dim, n = cell[:2]
         reps = cell[2] if len(cell) == 3 else args.reps
         cases = shape_cases(dim, args.total_variance, args.seed, args.shapes)
-        d_total = dim - 1
         for ci, (name, dist) in enumerate(cases):
             exact = dist.entropy()
             groups = dist.groups

@@ -61,7 +61,7 @@ import torch
 from scipy.special import digamma, polygamma
 
 from thermonet.errors import InputError
-from thermonet.estimators.knn import _kl_from_distances, _knn_batched, log_unit_ball_volume
+from thermonet.estimators.knn import _kl_from_distances, _knn_batched
 
 __all__ = ["EstimabilityWarning", "MODEL_METHODS"]
 
