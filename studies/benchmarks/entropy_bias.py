@@ -372,36 +372,42 @@ def plot_shapes(rows: list[dict], path: str, target=(1000, 2000)) -> None:
         cell = [r for r in rows if (r["D"], r["N"]) == target]
     shapes = [s for s in ISSUE_SHAPES + EXTRA_SHAPES if any(r["shape"] == s for r in cell)]
     cm = matplotlib.colormaps["tab10"]
-    width = 0.8 / max(1, len(methods))
-    for j, m in enumerate(methods):
+    color = {m: cm(j) for j, m in enumerate(methods)}
+    in_cell = [m for m in methods if any(r["method"] == m for r in cell)]
+    width = 0.8 / max(1, len(in_cell))
+    for j, m in enumerate(in_cell):
         ys, xs = [], []
         for i, s in enumerate(shapes):
             rr = [r for r in cell if r["shape"] == s and r["method"] == m]
             if rr:
-                xs.append(i + (j - (len(methods) - 1) / 2) * width)
+                xs.append(i + (j - (len(in_cell) - 1) / 2) * width)
                 ys.append(100.0 * rr[0]["err_mean"] / abs(rr[0]["exact"]))
-        ax1.bar(xs, ys, width=width, color=cm(j), label=m)
+        ax1.bar(xs, ys, width=width, color=color[m], label=m)
     ax1.axhspan(-2, 2, color="0.85", zorder=0, label="±2 % of |S| (target)")
-    ax1.set_yscale("symlog", linthresh=1.0)
+    ax1.set_yscale("symlog", linthresh=0.1)
     ax1.set_xticks(range(len(shapes)))
     ax1.set_xticklabels(shapes, rotation=35, ha="right")
     ax1.set_ylabel("error / |S| (%)")
     ax1.set_title(f"D = {target[0]}, N = {target[1]}: error by shape")
     ax1.legend(fontsize=8, ncol=2)
     summ = summarise(rows)
-    for j, m in enumerate(methods):
+    markers = {500: "s", 2000: "o", 10000: "^"}
+    styles = {500: ":", 2000: "-", 10000: "--"}
+    for m in methods:
         pts = sorted((s["D"], s["N"], s["max_rel"]) for s in summ if s["method"] == m)
         for n in sorted({p[1] for p in pts}):
             xy = [(p[0], 100 * p[2]) for p in pts if p[1] == n]
-            ax2.plot(*zip(*xy), marker="o" if n > 1000 else "s", ls="-" if n >= 2000 else ":",
-                     color=cm(j), label=f"{m}, N={n}" if n == max(p[1] for p in pts) else None)
+            ax2.plot(*zip(*xy), marker=markers.get(n, "x"), ls=styles.get(n, "-"), color=color[m],
+                     label=m if n == 2000 else None)
+    for n, mk in markers.items():
+        ax2.plot([], [], marker=mk, ls=styles[n], color="0.4", label=f"N = {n}")
     ax2.axhline(2.0, color="k", lw=0.8, ls="--")
     ax2.set_xscale("log")
     ax2.set_yscale("log")
     ax2.set_xlabel("D")
     ax2.set_ylabel("max over the issue's shapes of |error| / |S| (%)")
-    ax2.set_title("worst shape vs D (line style: N)")
-    ax2.legend(fontsize=7)
+    ax2.set_title("worst shape vs D (N ≤ D: auto = upper bound)")
+    ax2.legend(fontsize=7, ncol=2)
     fig.savefig(path, dpi=110)
 
 
@@ -581,7 +587,9 @@ def main(argv: list[str] | None = None) -> int:
                         "estimators before issue 12; '' to skip)")
     args = p.parse_args(argv)
 
-    cmd = "python studies/benchmarks/entropy_bias.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    import shlex
+
+    cmd = "python studies/benchmarks/entropy_bias.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.suite == "speed":
         print(f"{args.threads} CPU thread(s), device {args.device}, k = {args.k}; tangent Gaussian α = 1")
         print(SPEED_HEADER, flush=True)
