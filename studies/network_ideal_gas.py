@@ -19,7 +19,7 @@ into ``OUT/report.md`` (the standard report of :func:`thermonet.reports.report.w
 grid, 2000 steps): it exercises the whole pipeline; its numbers are not converged.
 ``--medium``: a CPU mode of about 12 minutes on one core (width 2, D = 510, all 4000
 training examples, η ∈ [0.1, 0.5] × λ ∈ [3e-3, 2e-2] on a 5 × 5 grid × 2 seeds, 10 000
-steps): every member reaches its stationary state (slowest radius relaxation time
+steps; a queue of 1000 > D samples, so the default entropy estimator is identifiable): every member reaches its stationary state (slowest radius relaxation time
 1/(2ηλ) ≈ 1700 steps).
 
 The grids stay below ηλ ≈ 0.01: above about 0.015 this ConvNet enters the unstable
@@ -52,7 +52,7 @@ QUICK = dict(width=2, samples_per_class=100, lr=(0.1, 1.0, 3), wd=(0.005, 0.05, 
 #: Optional checks added to the study's table (the report runs the default ones).
 OPTIONAL = ("noise-trend", "adiabat-noise-trend")
 MEDIUM = dict(width=2, samples_per_class=None, lr=(0.1, 0.5, 5), wd=(0.003, 0.02, 5), seeds="0,1", steps=10000,
-              batch_size=64, log_every=100, queue_size=500, queue_every=10, entropy_every=1000, grad_samples=16,
+              batch_size=64, log_every=100, queue_size=1000, queue_every=5, entropy_every=1000, grad_samples=16,
               eval_batch_size=1000, device="cpu", threads=1)
 FULL = dict(width=8, samples_per_class=None, lr=(0.05, 0.5, 7), wd=(2e-3, 2e-2, 7), seeds="0,1", steps=50000,
             batch_size=128, log_every=500, queue_size=1000, queue_every=25, entropy_every=5000, grad_samples=128,

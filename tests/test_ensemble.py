@@ -517,3 +517,26 @@ def test_vmap_and_member_loop_agree_and_auto_picks_by_size(data):
     assert resolve_vectorize("auto", "cpu", LOOP_MIN_ACTIVATIONS) is False  # ConvNet on 32x32: loop
     assert resolve_vectorize("auto", "cpu", 1930) is True  # width-2 ConvNet on MNIST-1D: vmap
     assert resolve_vectorize("auto", "cuda", 10**6) is True and resolve_vectorize("loop", "cuda") is False
+
+
+def test_network_entropy_carries_its_standard_error_and_says_when_it_is_a_bound(tmp_path):
+    """Networks use the estimator's ``auto`` by default; every estimate is stored with its
+    standard error, which the stationary states carry. With fewer queued samples than D
+    (150 < D = 896) the entropy is not identifiable: the run warns, and the value is the
+    isotropic upper bound (docs/entropy-estimators.md, "N ≤ D")."""
+    from thermonet.estimators import EstimabilityWarning
+    from thermonet.runs import train
+
+    with pytest.warns(EstimabilityWarning, match="upper bound|bound"):
+        path = train(out=tmp_path / "se.zarr", model="mlp-si", width=1, dataset="mnist1d:num_samples=300",
+                     protocol="fixed-lr", grid={"lr": [0.1], "wd": [0.01]}, seeds=[0, 1], steps=400,
+                     batch_size=16, grad_samples=2, log_every=20, queue_size=150, queue_every=1,
+                     entropy_every=100, threads=1)
+    ds = _open(path)
+    assert ds.attrs["entropy_method"] == "auto" and ds.attrs["dim"] == 896
+    se = ds["entropy_se"].values
+    done = np.isfinite(ds["entropy"].values)
+    assert done.sum() >= 4 and np.all(np.isfinite(se[done])) and np.all(se[done] > 0)
+    st = ds.thermo.stationary(0.5)
+    rms = np.sqrt(np.nanmean(se[..., ds["entropy_step"].values >= int(st.attrs["window_first_step"])] ** 2, axis=-1))
+    assert np.all(st["S_se"].values >= rms - 1e-9)

@@ -290,3 +290,24 @@ def test_stationary_standard_errors(lr_run):
     # loss noise is 1 % per log: the standard error of a 20-log mean is 0.22 %; each member's
     # batch-means estimate has 9 degrees of freedom (+/- 24 %), the median of 50 about +/- 5 %
     assert float((st["U_se"] / st["U"]).median()) == pytest.approx(0.01 / np.sqrt(20), rel=0.15)
+
+
+def test_entropy_standard_error_is_the_larger_of_batch_means_and_the_estimator(lr_run):
+    """The estimator's own error (``entropy_se``) enters S_se: with one entropy estimate in the
+    window (no batch means possible) it is S_se; with many it wins only where it is larger."""
+    assert "entropy_se" in lr_run.data_vars  # the schema declares it; synthetic stores leave it NaN
+    base = lr_run.thermo.stationary(0.5)
+    big = lr_run.copy(deep=True)
+    big["entropy_se"] = xr.full_like(big["entropy"], 7.0)
+    st = big.thermo.stationary(0.5)
+    np.testing.assert_allclose(st["S_se"].values, 7.0)  # far above the batch means of 0.01-nat noise
+    np.testing.assert_allclose(st["S_sphere_se"].values, 7.0)
+    np.testing.assert_allclose(st["S"].values, base["S"].values)  # the mean does not change
+    small = lr_run.copy(deep=True)
+    small["entropy_se"] = xr.full_like(small["entropy"], 1e-9)
+    np.testing.assert_allclose(small.thermo.stationary(0.5)["S_se"].values, base["S_se"].values)
+    # one estimate in the window: batch means are undefined, the estimator's error is used
+    last = big.isel(entropy_step=[-1])
+    assert np.allclose(last.thermo.stationary(0.5)["S_se"].values, 7.0)
+    old = lr_run.drop_vars("entropy_se")  # stores written before entropy_se: batch means only
+    np.testing.assert_allclose(old.thermo.stationary(0.5)["S_se"].values, base["S_se"].values)

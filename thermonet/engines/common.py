@@ -34,8 +34,8 @@ class Engine(TypingProtocol):
     * ``advance(n)``: ``n`` more steps; returns ``(first log index, {variable: (members,
       count)})`` with every time-series variable of the logs those steps completed (count
       may be 0);
-    * ``entropies()``: ``{"entropy_sphere": (members,), "entropy": (members,)}`` from the
-      current queue (NaN where a member has none);
+    * ``entropies()``: ``{"entropy_sphere": (members,), "entropy": (members,),
+      "entropy_se": (members,)}`` from the current queue (NaN where a member has none);
     * ``member_status()``: per-member variables of the store (``{"diverged_at": ...}``),
       or ``{}``;
     * ``state_dict()`` / ``load_state_dict(state)``: everything needed to continue
@@ -88,7 +88,9 @@ def member_grid(grid: Mapping[str, Sequence[float]], names: Sequence[str], seeds
 
 def queue_entropies(samples, method: str, k: int, active: np.ndarray | None = None,
                     block_bytes: int = 256 * 2**20, columns=None) -> dict[str, np.ndarray]:
-    """``entropy_sphere`` (S₁) and ``entropy`` (S = S₁ + (D−1) ln ρ̄) of every member's queue.
+    """``entropy_sphere`` (S₁), ``entropy`` (S = S₁ + (D−1) ln ρ̄) and ``entropy_se`` (the
+    estimator's standard error of S₁, ``spherical_entropy(..., return_se=True)``; the
+    sampling noise of ln ρ̄ is negligible next to it) of every member's queue.
 
     ``samples`` is (M, N, D), numpy or torch (any device); ``active`` (M,) bool selects the
     members to estimate (NaN elsewhere); ``columns`` (an index array) restricts the
@@ -105,12 +107,16 @@ def queue_entropies(samples, method: str, k: int, active: np.ndarray | None = No
     chosen = np.arange(members) if active is None else np.flatnonzero(np.asarray(active, dtype=bool))
     s1 = np.full(members, math.nan)
     s = np.full(members, math.nan)
+    se = np.full(members, math.nan)
     per_block = max(1, int(block_bytes) // max(1, 8 * size * dim))
     torch_input = hasattr(samples, "cpu")
 
-    def estimate(x) -> np.ndarray:
-        value = spherical_entropy(x, k=k, method=method)
+    def as_numpy(value) -> np.ndarray:
         return np.asarray(value.cpu().numpy() if hasattr(value, "cpu") else value, dtype=np.float64).reshape(-1)
+
+    def estimate(x) -> tuple[np.ndarray, np.ndarray]:
+        value, error = spherical_entropy(x, k=k, method=method, return_se=True)
+        return as_numpy(value), as_numpy(error)
 
     def mean_norm(x) -> np.ndarray:
         if torch_input:
@@ -126,18 +132,20 @@ def queue_entropies(samples, method: str, k: int, active: np.ndarray | None = No
         if columns is not None:
             block = block[..., columns]
         try:
-            values = estimate(block)
+            values, errors = estimate(block)
         except ThermonetError as exc:
             if not warned:
                 print(f"thermonet: warning: entropy failed for some members ({exc}); writing NaN there",
                       file=sys.stderr)
                 warned = True
-            values = np.full(index.size, math.nan)
+            values, errors = np.full(index.size, math.nan), np.full(index.size, math.nan)
             for i in range(index.size):
                 try:
-                    values[i] = float(estimate(block[i])[0])
+                    value, error = estimate(block[i])
+                    values[i], errors[i] = float(value[0]), float(error[0])
                 except ThermonetError:
                     pass
         s1[index] = values
         s[index] = values + (dim - 1) * np.log(mean_norm(block))
-    return {"entropy_sphere": s1, "entropy": s}
+        se[index] = errors
+    return {"entropy_sphere": s1, "entropy": s, "entropy_se": se}

@@ -32,8 +32,13 @@ __all__ = [
     "resolve_device",
 ]
 
-#: ``--entropy-method``: ``auto`` resolves to ``angles`` at D = 3 (the paper), else ``chord``.
-ENTROPY_METHODS = ("auto", "angles", "chord")
+#: ``--entropy-method``: every method of :func:`thermonet.estimators.spherical_entropy`
+#: (the same names; a test keeps the two lists equal). ``auto`` means, for isotropic runs,
+#: ``angles`` at D = 3 (the paper) and ``chord`` otherwise (the exact vMF entropy check
+#: measures that estimator); for networks the estimator's own ``auto``: ``elliptical``
+#: when the queue has more samples than the sphere has dimensions, otherwise an upper
+#: bound with an ``EstimabilityWarning`` (docs/entropy-estimators.md, "N ≤ D").
+ENTROPY_METHODS = ("auto", "elliptical", "gauss", "gauss-knn", "isotropic-bound", "chord", "angles")
 #: Seeds are stored as int64 coordinates.
 MAX_SEED = 2**63 - 1
 
@@ -181,8 +186,8 @@ class RunSettings(OptionSet):
                                        help="steps between entropy estimates once the queue is full "
                                             "(default ~steps/20, a multiple of --log-every)")
     entropy_method: str = option("auto", flag="--entropy-method", parse=choice(*ENTROPY_METHODS),
-                                 help="entropy estimator: angles, chord or auto (angles at D = 3, as in the paper, "
-                                      "else chord)")
+                                 help="entropy estimator: " + ", ".join(ENTROPY_METHODS) + " (auto: angles at D = 3, "
+                                      "as in the paper, else chord)")
     entropy_k: int = option(1, flag="--entropy-k", parse=integer(minimum=1),
                             help="neighbour rank k of the entropy estimator")
     init_radius: float | None = option(flag="--init-radius", parse=number(positive=True),
@@ -445,8 +450,10 @@ class TrainSettings(RunSettings):
                                          help="chunk size for test-set evaluation (default: --batch-size)")
     queue_every: int | None = option(flag="--queue-every", parse=integer(minimum=1),
                                      help="steps between queued samples (default: the queue spans the last half)")
-    entropy_method: str = option("chord", flag="--entropy-method", parse=choice(*ENTROPY_METHODS),
-                                 help="entropy estimator: chord, angles (the paper's chart) or auto")
+    entropy_method: str = option("auto", flag="--entropy-method", parse=choice(*ENTROPY_METHODS),
+                                 help="entropy estimator: " + ", ".join(ENTROPY_METHODS) + " (auto: elliptical when "
+                                      "the queue is longer than D, else an upper bound with a warning; see "
+                                      "docs/entropy-estimators.md)")
     grad_samples: int = option(32, flag="--grad-samples", parse=integer(minimum=1),
                                help="K stochastic gradients per log step for trace Sigma")
     grad_chunk: int = option(1, flag="--grad-chunk", parse=integer(minimum=1), resume="free",
@@ -502,8 +509,6 @@ class TrainSettings(RunSettings):
         queue_every = max(1, self.steps // (2 * self.queue_size))
         updates: dict[str, Any] = {"grid": self._grid(), **self._schedule(logs=100, queue_every=queue_every)}
         self._check_distribution(updates["grid"])
-        if self.entropy_method == "auto":
-            updates["entropy_method"] = "chord"
         if self.eval_batch_size is None:
             updates["eval_batch_size"] = self.batch_size
         self._init_radius(updates["grid"])

@@ -226,7 +226,10 @@ class ThermoAccessor:
           (:meth:`~thermonet.theory.protocols.Protocol.predicted_radius_fluctuating`);
         * ``U_se``, ``rho_se``, ``S_se``, ``S_sphere_se`` (and ``trace_sigma_se``,
           ``grad_full_sq_se`` where stored): standard errors of those window means by
-          batch means (:func:`batch_standard_error`, 10 batches);
+          batch means (:func:`batch_standard_error`, 10 batches). For the entropies the
+          larger of that and the estimator's own standard error (``entropy_se``, the
+          root-mean-square over the window; not divided by the number of estimates,
+          whose queues overlap) is used, so one entropy estimate still carries its error;
         * ``drift_U``, ``drift_rho``: the second half of the window minus the first, in
           standard errors (:func:`drift_z`); ``stationary``: neither drifts beyond
           :func:`drift_threshold` (Bonferroni over the run's members, family-wise 1 %);
@@ -283,10 +286,14 @@ class ThermoAccessor:
         if "entropy_step" in ds.dims and ds.sizes["entropy_step"] > 0:
             chosen = self._entropy_window(steps)
             ewin = ds.sel(entropy_step=chosen)
+            estimator_se = self._estimator_standard_error(ewin, order) if chosen.size else None
             for src, dst in (("entropy", "S"), ("entropy_sphere", "S_sphere")):
                 have = src in ds.data_vars and chosen.size
                 out[dst] = mean(src, ewin, "entropy_step") if have else nan
-                errors[f"{dst}_se"] = standard_error(src, ewin, "entropy_step") if have else nan
+                error = standard_error(src, ewin, "entropy_step") if have else nan
+                if have and estimator_se is not None:
+                    error = np.fmax(error, estimator_se)  # NaN-aware: either one where the other is missing
+                errors[f"{dst}_se"] = error
         else:
             out["S"] = nan
             out["S_sphere"] = nan
@@ -415,6 +422,16 @@ class ThermoAccessor:
             bar = system.mean_temperature(t.values, axis=axis)
             return t / xr.DataArray(bar, dims=[d for d in t.dims if d != GROUP],
                                     coords={k: v for k, v in t.coords.items() if GROUP not in v.dims})
+
+    def _estimator_standard_error(self, ewin: xr.Dataset, order: list[str]) -> xr.DataArray | None:
+        """The entropy estimator's standard error over an entropy window: the root mean
+        square of ``entropy_se`` (None for stores written before it existed). Successive
+        estimates share most of their queue, so averaging them does not shrink it."""
+        if "entropy_se" not in ewin.data_vars:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.sqrt((ewin["entropy_se"].load() ** 2).mean(ENTROPY_STEP, skipna=True)).transpose(*order)
 
     def _entropy_window(self, steps: np.ndarray) -> np.ndarray:
         """Entropy steps in the window of ``steps`` (at least the last finished one)."""

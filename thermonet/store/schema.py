@@ -114,6 +114,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("snr", STEP, "gradient signal-to-noise ratio ||g||/sqrt(trSigma(w))", kinds=("network",)),
     Variable("entropy_sphere", ENTROPY_STEP, "S1, entropy of the direction on S^(D-1) (nats)"),
     Variable("entropy", ENTROPY_STEP, "S = S1 + (D-1) ln rho_bar (nats)"),
+    Variable("entropy_se", ENTROPY_STEP, "the entropy estimator's standard error of S1 (and of S) (nats)"),
     Variable("diverged_at", None, "step at which the member diverged and was frozen, -1 if never",
              kinds=("network",), dtype="int64", fill=-1),
     Variable("rho_group", STEP, "radius rho_g = ||w_g|| of each scale group at the log step", kinds=("network",),

@@ -438,7 +438,7 @@ class EnsembleEngine:
         G = len(self.groups)
         if self.queue_count < self.queue_size:
             nan = np.full(self.members, math.nan)
-            out = {"entropy_sphere": nan, "entropy": nan.copy()}
+            out = {"entropy_sphere": nan, "entropy": nan.copy(), "entropy_se": nan.copy()}
             if self.group_entropy:
                 out.update(entropy_sphere_group=np.full((self.members, G), math.nan),
                            entropy_group=np.full((self.members, G), math.nan))
