@@ -318,16 +318,8 @@ def vmf_mean_resultant(dim: int, kappa: float) -> float:
     return float(ive(0.5 * dim, kappa) / ive(0.5 * dim - 1.0, kappa))
 
 
-@dataclass
-class VonMisesFisher:
-    """vMF(μ, κ) on ``S^{D−1}``: exact entropy (Bessel formula), Wood's sampler."""
-
-    mu: np.ndarray
-    kappa: float
-    name: str = "vMF"
-
-    def __post_init__(self) -> None:
-        self.mu = _unit(self.mu)
+class _OneSphere:
+    """A law on one sphere ``S^{D−1}`` around the unit vector ``mu``."""
 
     @property
     def dim(self) -> int:
@@ -336,6 +328,34 @@ class VonMisesFisher:
     @property
     def groups(self) -> tuple[int, ...]:
         return (self.dim,)
+
+
+class _TangentLaw(_OneSphere):
+    """A law given by its tangent coordinates at ``mu`` (``sample_tangent``), mapped to the
+    sphere by the chart ``self.chart``."""
+
+    def sample(self, n: int, seed: int | np.random.Generator) -> np.ndarray:
+        return _map_to_sphere(self.sample_tangent(n, seed), self.mu, self.chart)
+
+
+def _tangent_variances(variances, mu: np.ndarray) -> np.ndarray:
+    """``variances`` as D − 1 positive float64 numbers, or InputError."""
+    out = np.asarray(variances, dtype=np.float64)
+    if out.shape != (mu.size - 1,) or not np.all(out > 0):
+        raise InputError(f"variances must be D−1 = {mu.size - 1} positive numbers, got shape {out.shape}")
+    return out
+
+
+@dataclass
+class VonMisesFisher(_OneSphere):
+    """vMF(μ, κ) on ``S^{D−1}``: exact entropy (Bessel formula), Wood's sampler."""
+
+    mu: np.ndarray
+    kappa: float
+    name: str = "vMF"
+
+    def __post_init__(self) -> None:
+        self.mu = _unit(self.mu)
 
     def sample(self, n: int, seed: int | np.random.Generator) -> np.ndarray:
         return sample_vmf(self.mu, float(self.kappa), n, np.random.default_rng(seed))
@@ -348,7 +368,7 @@ class VonMisesFisher:
 
 
 @dataclass
-class TangentGaussian:
+class TangentGaussian(_TangentLaw):
     """``N(0, diag(λ))`` in the tangent space at ``μ``, mapped by ``chart`` (see module doc)."""
 
     mu: np.ndarray
@@ -359,29 +379,13 @@ class TangentGaussian:
 
     def __post_init__(self) -> None:
         self.mu = _unit(self.mu)
-        self.variances = np.asarray(self.variances, dtype=np.float64)
+        self.variances = _tangent_variances(self.variances, self.mu)
         _check_chart(self.chart)
-        if self.variances.shape != (self.mu.size - 1,) or not np.all(self.variances > 0):
-            raise InputError(
-                f"variances must be D−1 = {self.mu.size - 1} positive numbers, got shape "
-                f"{self.variances.shape}"
-            )
         self._entropy = None
-
-    @property
-    def dim(self) -> int:
-        return self.mu.size
-
-    @property
-    def groups(self) -> tuple[int, ...]:
-        return (self.dim,)
 
     def sample_tangent(self, n: int, seed: int | np.random.Generator) -> np.ndarray:
         rng = np.random.default_rng(seed)
         return rng.standard_normal((n, self.variances.size)) * np.sqrt(self.variances)
-
-    def sample(self, n: int, seed: int | np.random.Generator) -> np.ndarray:
-        return _map_to_sphere(self.sample_tangent(n, seed), self.mu, self.chart)
 
     def entropy(self) -> float:
         if self._entropy is None:
@@ -404,7 +408,7 @@ class TangentGaussian:
 
 
 @dataclass
-class TangentStudentT:
+class TangentStudentT(_TangentLaw):
     """Multivariate t (shape ``diag(λ)``, ``ν`` degrees of freedom), gnomonic chart."""
 
     mu: np.ndarray
@@ -415,31 +419,18 @@ class TangentStudentT:
 
     def __post_init__(self) -> None:
         self.mu = _unit(self.mu)
-        self.variances = np.asarray(self.variances, dtype=np.float64)
-        if self.variances.shape != (self.mu.size - 1,) or not np.all(self.variances > 0):
-            raise InputError(f"variances must be D−1 = {self.mu.size - 1} positive numbers")
+        self.variances = _tangent_variances(self.variances, self.mu)
         if not self.nu > 0:
             raise InputError(f"nu must be positive, got {self.nu}")
         self._entropy = None
 
     chart = "gnomonic"
 
-    @property
-    def dim(self) -> int:
-        return self.mu.size
-
-    @property
-    def groups(self) -> tuple[int, ...]:
-        return (self.dim,)
-
     def sample_tangent(self, n: int, seed: int | np.random.Generator) -> np.ndarray:
         rng = np.random.default_rng(seed)
         g = rng.standard_normal((n, self.variances.size)) * np.sqrt(self.variances)
         w = rng.chisquare(self.nu, size=(n, 1)) / self.nu
         return g / np.sqrt(w)
-
-    def sample(self, n: int, seed: int | np.random.Generator) -> np.ndarray:
-        return _map_to_sphere(self.sample_tangent(n, seed), self.mu, "gnomonic")
 
     def entropy(self) -> float:
         if self._entropy is None:
@@ -463,7 +454,7 @@ def _log1p_box_expectation(half_widths: np.ndarray) -> float:
 
 
 @dataclass
-class TangentUniformBox:
+class TangentUniformBox(_TangentLaw):
     """Independent uniform tangent coordinates ``z_i ~ U(−a_i, a_i)``, gnomonic chart.
 
     Not elliptical (a box): a stress test for estimators that assume an elliptical
@@ -478,18 +469,8 @@ class TangentUniformBox:
 
     def __post_init__(self) -> None:
         self.mu = _unit(self.mu)
-        self.variances = np.asarray(self.variances, dtype=np.float64)
-        if self.variances.shape != (self.mu.size - 1,) or not np.all(self.variances > 0):
-            raise InputError(f"variances must be D−1 = {self.mu.size - 1} positive numbers")
+        self.variances = _tangent_variances(self.variances, self.mu)
         self._entropy = None
-
-    @property
-    def dim(self) -> int:
-        return self.mu.size
-
-    @property
-    def groups(self) -> tuple[int, ...]:
-        return (self.dim,)
 
     @property
     def half_widths(self) -> np.ndarray:
@@ -499,9 +480,6 @@ class TangentUniformBox:
         rng = np.random.default_rng(seed)
         a = self.half_widths
         return rng.uniform(-1.0, 1.0, size=(n, a.size)) * a
-
-    def sample(self, n: int, seed: int | np.random.Generator) -> np.ndarray:
-        return _map_to_sphere(self.sample_tangent(n, seed), self.mu, "gnomonic")
 
     def entropy(self) -> float:
         if self._entropy is None:
