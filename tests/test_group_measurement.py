@@ -123,7 +123,7 @@ def test_group_entropies_use_the_estimator_on_each_groups_columns(data):
                                                                rel=1e-12)
     off = _engine(data, "fixed-lr", queue_size=5, queue_every=2, group_entropy=False)
     off.advance(10)
-    assert set(off.entropies()) == {"entropy_sphere", "entropy"}
+    assert set(off.entropies()) == {"entropy_sphere", "entropy", "entropy_se"}
 
 
 def test_memory_estimate_counts_the_group_entropy():

@@ -69,7 +69,7 @@ def test_the_same_command_writes_the_same_numbers_as_thermonet_0_1(tmp_path):
                         queue_every=attrs["queue_every"], log_every=attrs["log_every"], out=tmp_path / "new.zarr")
     new = xr.open_zarr(new_path)
     assert new.attrs["schema_version"] == SCHEMA_VERSION
-    assert set(new.data_vars) == set(old.data_vars) | {"loss_snapshot"}
+    assert set(new.data_vars) == set(old.data_vars) | {"loss_snapshot", "entropy_se"}  # entropy_se: added since
     for name in old.data_vars:
         np.testing.assert_allclose(new["loss_snapshot" if name == "loss" else name].values, old[name].values,
                                    rtol=1e-12, atol=0, equal_nan=True, err_msg=name)
@@ -100,7 +100,7 @@ def test_the_protocol_adds_its_measured_pressure_and_the_kind_its_variables():
     sphere, lr = get_protocol("fixed-sphere"), get_protocol("fixed-lr")
     names = lambda kind, p: [v.name for v in variables_for(kind, p)]  # noqa: E731
     assert names("isotropic", lr) == ["loss", "loss_snapshot", "rho", "grad_norm_sq", "sigma2", "trace_sigma",
-                                      "grad_full_sq", "entropy_sphere", "entropy"]
+                                      "grad_full_sq", "entropy_sphere", "entropy", "entropy_se"]
     assert "loss_full" in names("network", lr) and "loss_snapshot" not in names("network", lr)
     assert "lambda_eff" in names("isotropic", sphere) and "lambda_eff" not in names("isotropic", lr)
     assert {"train_accuracy", "diverged_at"} <= set(names("network", lr))

@@ -186,7 +186,7 @@ def test_store_schema_and_partial_run(tmp_path):
     assert ds.loss.dims == ("lr", "sphere_radius", "seed", "step")
     assert ds.entropy.dims == ("lr", "sphere_radius", "seed", "entropy_step")
     assert set(ds.data_vars) == {"loss", "loss_snapshot", "rho", "grad_norm_sq", "sigma2", "trace_sigma", "grad_full_sq",
-                                 "lambda_eff", "entropy_sphere", "entropy"}
+                                 "lambda_eff", "entropy_sphere", "entropy", "entropy_se"}
     for name in ds.data_vars:
         assert ds[name].dtype == np.float64
     assert ds.lr.dtype == np.float64 and ds.sphere_radius.dtype == np.float64
