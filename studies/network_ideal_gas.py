@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default=None, help="override the seeds (comma list)")
     parser.add_argument("--width", type=int, default=None, help="override the width multiplier")
     parser.add_argument("--compile", default=None, help="torch.compile mode for the training step (GPU)")
+    parser.add_argument("--entropy-method", default="auto",
+                        help="entropy estimator (default auto: elliptical when the queue is longer than D); "
+                             "e.g. chord to compare with the paper's kind of estimator")
     parser.add_argument("--window", type=float, default=0.5, help="stationary window (fraction of logs)")
     parser.add_argument("--resume", action="store_true", help="continue a killed run instead of starting over")
     parser.add_argument("--report-only", action="store_true",
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         steps=mode["steps"], batch_size=mode["batch_size"], log_every=mode["log_every"],
         queue_size=mode["queue_size"], queue_every=mode["queue_every"], entropy_every=mode["entropy_every"],
         grad_samples=mode["grad_samples"], eval_batch_size=mode["eval_batch_size"], device=mode["device"],
-        threads=mode["threads"], compile=args.compile,
+        threads=mode["threads"], compile=args.compile, entropy_method=args.entropy_method,
     )
     try:
         if args.report_only:
