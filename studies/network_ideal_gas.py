@@ -17,7 +17,7 @@ into ``OUT/report.md`` (the standard report of :func:`thermonet.reports.report.w
 
 ``--quick``: a CPU mode of a couple of minutes (width 2, 100 examples per class, a 3 × 3
 grid, 2000 steps): it exercises the whole pipeline; its numbers are not converged.
-``--medium``: a CPU mode of about 12 minutes on one core (width 2, D = 510, all 4000
+``--medium``: a CPU mode of about 18 minutes on one core (width 2, D = 510, all 4000
 training examples, η ∈ [0.1, 0.5] × λ ∈ [3e-3, 2e-2] on a 5 × 5 grid × 2 seeds, 10 000
 steps; a queue of 1000 > D samples, so the default entropy estimator is identifiable): every member reaches its stationary state (slowest radius relaxation time
 1/(2ηλ) ≈ 1700 steps).
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="small CPU run (a couple of minutes)")
     parser.add_argument("--medium", action="store_true",
                         help="CPU run that reaches the stationary state (width 2, 5 x 5 grid x 2 seeds, 10k steps; "
-                             "about 12 minutes on one core)")
+                             "about 18 minutes on one core)")
     parser.add_argument("--out", default=None, help="report folder (default reports/network-ideal-gas[-quick])")
     parser.add_argument("--runs", default="runs", help="folder for the run store (default runs)")
     parser.add_argument("--device", default=None, help="override the mode's device (cpu, cuda, auto)")
