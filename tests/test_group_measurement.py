@@ -183,3 +183,21 @@ def test_stores_without_groups_still_open_and_damaged_groups_are_refused(store):
         check_dataset(ds.assign_coords(group=["a", "a"]))
     with pytest.raises(StoreError, match="group_dim"):
         check_dataset(ds.drop_vars("group_dim"))
+
+
+def test_queue_entropies_with_and_without_the_standard_error():
+    """The standard error is the estimator's (split-half for chord); skipping it changes no value."""
+    from thermonet.engines.common import queue_entropies
+    from thermonet.estimators import spherical_entropy
+
+    rng = np.random.default_rng(5)
+    queue = rng.normal(size=(3, 60, 4)) + np.array([4.0, 0, 0, 0])
+    full = queue_entropies(queue, "chord", 1)
+    bare = queue_entropies(queue, "chord", 1, standard_error=False)
+    value, error = spherical_entropy(queue, method="chord", return_se=True)
+    np.testing.assert_array_equal(full["entropy_sphere"], value)
+    np.testing.assert_array_equal(full["entropy_se"], error)
+    assert np.all(error > 0)
+    np.testing.assert_array_equal(bare["entropy_sphere"], full["entropy_sphere"])
+    np.testing.assert_array_equal(bare["entropy"], full["entropy"])
+    assert np.isnan(bare["entropy_se"]).all()

@@ -87,7 +87,7 @@ def member_grid(grid: Mapping[str, Sequence[float]], names: Sequence[str], seeds
 
 
 def queue_entropies(samples, method: str, k: int, active: np.ndarray | None = None,
-                    block_bytes: int = 256 * 2**20, columns=None) -> dict[str, np.ndarray]:
+                    block_bytes: int = 256 * 2**20, columns=None, standard_error: bool = True) -> dict[str, np.ndarray]:
     """``entropy_sphere`` (S₁), ``entropy`` (S = S₁ + (D−1) ln ρ̄) and ``entropy_se`` (the
     estimator's standard error of S₁, ``spherical_entropy(..., return_se=True)``; the
     sampling noise of ln ρ̄ is negligible next to it) of every member's queue.
@@ -98,7 +98,8 @@ def queue_entropies(samples, method: str, k: int, active: np.ndarray | None = No
     block by block. Members are estimated in blocks of at most ``block_bytes`` of float64
     samples (the estimator works on a float64 copy). When a block fails (e.g. coinciding
     samples in one member) its members are estimated one by one, NaN where it fails, and
-    a warning says so.
+    a warning says so. ``standard_error=False`` skips the standard error (NaN; it costs two
+    more estimates for the nearest-neighbour methods).
     """
     from thermonet.estimators import spherical_entropy
 
@@ -115,6 +116,9 @@ def queue_entropies(samples, method: str, k: int, active: np.ndarray | None = No
         return np.asarray(value.cpu().numpy() if hasattr(value, "cpu") else value, dtype=np.float64).reshape(-1)
 
     def estimate(x) -> tuple[np.ndarray, np.ndarray]:
+        if not standard_error:
+            value = as_numpy(spherical_entropy(x, k=k, method=method))
+            return value, np.full(value.shape, math.nan)
         value, error = spherical_entropy(x, k=k, method=method, return_se=True)
         return as_numpy(value), as_numpy(error)
 

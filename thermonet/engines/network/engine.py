@@ -446,7 +446,8 @@ class EnsembleEngine:
         active = self.alive.cpu().numpy()
         out = queue_entropies(self.queue, self.entropy_method, self.entropy_k, active=active)
         if self.group_entropy:
-            per_group = [queue_entropies(self.queue, self.entropy_method, self.entropy_k, active=active, columns=cols)
+            per_group = [queue_entropies(self.queue, self.entropy_method, self.entropy_k, active=active, columns=cols,
+                                         standard_error=False)  # not stored per group
                          if len(cols) >= 2 else {"entropy_sphere": np.full(self.members, math.nan),
                                                  "entropy": np.full(self.members, math.nan)}
                          for cols in self._group_columns]
