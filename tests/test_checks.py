@@ -582,3 +582,48 @@ def test_table4_coefficients_do_not_depend_on_the_units_of_the_hyperparameters()
                                             ((u + k) * v).ravel(), v.ravel() ** 2]), s.ravel(), rcond=None)[0][1]
            for k in (0.0, np.log(1000.0))]
     assert abs(raw[0] - raw[1]) > 1.0
+
+
+def test_checks_on_entropies_that_are_only_upper_bounds_do_not_decide():
+    """With the default estimator and a queue no longer than D the stored entropies are the
+    isotropic upper bound (not identifiable at N <= D): every theory check that uses S becomes
+    inconclusive and says why; the others (identities among them) keep their verdicts. The same run marked as an
+    estimate (a queue longer than D) decides as before."""
+    from thermonet.checks import run_checks
+
+    ds = synthetic_run("fixed-lr", n_logs=40, rng=3)
+    estimated = ds.copy()
+    estimated.attrs = {**ds.attrs, "entropy_method": "auto", "queue_size": 1000}
+    bound = ds.copy()
+    bound.attrs = {**ds.attrs, "entropy_method": "auto", "queue_size": int(ds.attrs["dim"])}
+    before = {r.name: r for r in run_checks(estimated)}
+    after = {r.name: r for r in run_checks(bound)}
+    # the theory checks that use S (maxwell uses S too, but for fixed LR it is an identity: below)
+    uses_entropy = {"vmf-entropy", "potential-minimum", "adiabat", "thermodynamic-temperature"}
+    assert uses_entropy <= set(before) and set(before) == set(after) and before["maxwell"].evidence == "identity"
+    assert all(before[n].verdict == "pass" for n in uses_entropy)  # the exact theory decides
+    for name, result in after.items():
+        if name in uses_entropy:
+            assert result.verdict == "inconclusive", name
+            assert "upper bounds" in result.to_decide and "N <= D" in result.to_decide
+            assert result.context["verdict_if_estimated"] == "pass"
+        else:
+            assert result.verdict == before[name].verdict, name
+    explicit = ds.copy()
+    explicit.attrs = {**ds.attrs, "entropy_method": "isotropic-bound", "queue_size": 1000}
+    assert {r.name: r.verdict for r in run_checks(explicit)}["adiabat"] == "inconclusive"
+    knn = ds.copy()  # chord at N <= D is no estimate either
+    knn.attrs = {**ds.attrs, "entropy_method": "chord", "queue_size": int(ds.attrs["dim"])}
+    result = {r.name: r for r in run_checks(knn)}["adiabat"]
+    assert result.verdict == "inconclusive" and "chord values with a shape-dependent bias" in result.to_decide
+
+
+def test_identities_keep_their_verdict_when_the_entropy_is_only_a_bound(tmp_path):
+    """On a network store the Maxwell relation is an identity (the rescaling symmetry): the
+    estimator's bias cancels, so a bound entropy does not make it undecided."""
+    from thermonet.checks import MaxwellCheck
+
+    ds = synthetic_run("fixed-lr", n_logs=40, rng=3)
+    ds.attrs = {**ds.attrs, "kind": "network", "entropy_method": "auto", "queue_size": int(ds.attrs["dim"])}
+    result = MaxwellCheck().run(ds)
+    assert result.evidence == "identity" and result.verdict == "pass"

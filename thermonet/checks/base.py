@@ -222,7 +222,7 @@ class Check(Registered, abc.ABC, registry="check"):
                                evidence=evidence, evidence_reason=why)
         result = self._run(m, states)
         result = attrs.evolve(result, context={**context, **result.context}, evidence=evidence, evidence_reason=why)
-        return _unless_drifting(result, states)
+        return _unless_entropy_is_a_bound(_unless_drifting(result, states), states, self.requires)
 
     @abc.abstractmethod
     def _run(self, measured: MeasuredStates, states: xr.Dataset) -> CheckResult:
@@ -274,6 +274,19 @@ def assumes_loss_is_energy(measured: MeasuredStates, reason: str) -> str:
     if measured_kind(measured) == "isotropic":
         return reason
     return reason + "; assumes U = L (the training loss as the energy: isotropic noise, paper 004 §7.1)"
+
+
+def _unless_entropy_is_a_bound(result: CheckResult, states: xr.Dataset, requires: tuple[str, ...]) -> CheckResult:
+    """A theory check built on entropies that are not estimates (``states.attrs["entropy_bound"]``:
+    an upper bound, or N <= D) cannot decide: its pass or fail becomes inconclusive, and says
+    why. Identities keep their verdict: a symmetry holds for any functional of the stationary
+    law, so an estimator's bias cancels in them."""
+    reason = states.attrs.get("entropy_bound", "")
+    if (result.verdict not in ("pass", "fail") or not reason or result.evidence != "theory"
+            or not {"S", "S_sphere"} & set(requires)):
+        return result
+    return attrs.evolve(result, verdict="inconclusive", to_decide=reason,
+                        context={**result.context, "verdict_if_estimated": result.verdict})
 
 
 def _unless_drifting(result: CheckResult, states: xr.Dataset) -> CheckResult:

@@ -79,6 +79,23 @@ def batch_standard_error(series: xr.DataArray, axis: str, batches: int = 10) -> 
 
 #: Family-wise false-alarm rate of the drift test over all members and variables of a run.
 DRIFT_ALPHA = 0.01
+def entropy_bound_reason(attrs) -> str:
+    """Why a run's stored entropies cannot be taken as estimates of S ("" when they can):
+    the isotropic upper bound was asked for, or the queue held no more samples than the
+    sphere has dimensions (N ≤ D), where no estimator identifies the entropy: ``auto``
+    then returns the bound, the nearest-neighbour methods a number whose bias depends on
+    the shape of the distribution (docs/entropy-estimators.md, "N ≤ D")."""
+    method = str(attrs.get("entropy_method", ""))
+    size, dim = int(attrs.get("queue_size", 0) or 0), int(attrs.get("dim", 0) or 0)
+    if method == "isotropic-bound":
+        return "the entropies are the isotropic upper bound (--entropy-method isotropic-bound), not estimates"
+    if 0 < size <= dim:
+        what = "upper bounds" if method == "auto" else f"{method} values with a shape-dependent bias"
+        return (f"the entropies are {what}, not estimates: a queue of N = {size} samples cannot identify the "
+                f"entropy on a sphere of D = {dim} (N <= D); a queue longer than D would decide it")
+    return ""
+
+
 #: Below this many entropy estimates in a window, batch means cannot measure their noise:
 #: the entropy estimator's own standard error (``entropy_se``) is a floor under ``S_se``.
 FEW_ENTROPY_ESTIMATES = 4
@@ -326,6 +343,7 @@ class ThermoAccessor:
             "steps_done": self.steps_done,
             "energy_average": "time" if version >= TIME_AVERAGED else "snapshot",
             "drift_threshold": threshold,
+            "entropy_bound": entropy_bound_reason(ds.attrs),
         }
         self._cache[key] = result
         return result
