@@ -61,19 +61,9 @@ import sys
 import time
 
 import numpy as np
-from scipy.special import ive
 from scipy.stats import vonmises_fisher
 
-from thermonet.estimators import spherical_entropy
-
-
-def vmf_entropy_formula(dim: int, kappa: float) -> float:
-    """S₁ = −ln C_D(κ) − κ A_D(κ) with exponentially scaled Bessel functions."""
-    nu = 0.5 * dim - 1.0
-    log_i = math.log(ive(nu, kappa)) + kappa
-    log_c = nu * math.log(kappa) - 0.5 * dim * math.log(2.0 * math.pi) - log_i
-    a_d = ive(0.5 * dim, kappa) / ive(nu, kappa)
-    return -log_c - kappa * a_d
+from thermonet.estimators import references, spherical_entropy
 
 
 def vmf_entropy(mu: np.ndarray, kappa: float) -> tuple[float, str]:
@@ -83,7 +73,7 @@ def vmf_entropy(mu: np.ndarray, kappa: float) -> tuple[float, str]:
             return value, "scipy"
     except Exception:  # noqa: BLE001 - fall back to the formula on any scipy failure
         pass
-    return vmf_entropy_formula(len(mu), kappa), "formula"
+    return references.vmf_entropy(len(mu), kappa), "formula"
 
 
 def run(args: argparse.Namespace) -> list[dict]:
