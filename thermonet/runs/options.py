@@ -186,8 +186,10 @@ class RunSettings(OptionSet):
                                        help="steps between entropy estimates once the queue is full "
                                             "(default ~steps/20, a multiple of --log-every)")
     entropy_method: str = option("auto", flag="--entropy-method", parse=choice(*ENTROPY_METHODS),
-                                 help="entropy estimator: " + ", ".join(ENTROPY_METHODS) + " (auto: angles at D = 3, "
-                                      "as in the paper, else chord)")
+                                 help="entropy estimator: " + ", ".join(ENTROPY_METHODS) + " (auto: for simulate, "
+                                      "angles at D = 3 as in the paper, else chord; for train, elliptical when the "
+                                      "queue is longer than D, else an upper bound with a warning; see "
+                                      "docs/entropy-estimators.md)")
     entropy_k: int = option(1, flag="--entropy-k", parse=integer(minimum=1),
                             help="neighbour rank k of the entropy estimator")
     init_radius: float | None = option(flag="--init-radius", parse=number(positive=True),
@@ -450,10 +452,6 @@ class TrainSettings(RunSettings):
                                          help="chunk size for test-set evaluation (default: --batch-size)")
     queue_every: int | None = option(flag="--queue-every", parse=integer(minimum=1),
                                      help="steps between queued samples (default: the queue spans the last half)")
-    entropy_method: str = option("auto", flag="--entropy-method", parse=choice(*ENTROPY_METHODS),
-                                 help="entropy estimator: " + ", ".join(ENTROPY_METHODS) + " (auto: elliptical when "
-                                      "the queue is longer than D, else an upper bound with a warning; see "
-                                      "docs/entropy-estimators.md)")
     grad_samples: int = option(32, flag="--grad-samples", parse=integer(minimum=1),
                                help="K stochastic gradients per log step for trace Sigma")
     grad_chunk: int = option(1, flag="--grad-chunk", parse=integer(minimum=1), resume="free",

@@ -79,6 +79,8 @@ def batch_standard_error(series: xr.DataArray, axis: str, batches: int = 10) -> 
 
 #: Family-wise false-alarm rate of the drift test over all members and variables of a run.
 DRIFT_ALPHA = 0.01
+
+
 def entropy_bound_reason(attrs) -> str:
     """Why a run's stored entropies cannot be taken as estimates of S ("" when they can):
     the isotropic upper bound was asked for, or the queue held no more samples than the

@@ -332,8 +332,9 @@ class EnsembleEngine:
           ``trace_sigma_group = ρ_g² mean‖g̃_g − ḡ_g‖²`` (the group's trΣ at its own unit
           norm), ``sigma2_group = trace_sigma_group/(D_g − 1)``,
           ``grad_full_sq_group = ρ_g²‖ḡ_g‖²``, ``grad_norm_sq_group = mean‖g̃_g‖²`` (over the
-          interval's training steps, like ``grad_norm_sq``, their sum over groups), and the group's effective learning rate and temperature from the
-          protocol (:meth:`~thermonet.theory.protocols.Protocol.group_effective_lr`, at ρ and ρ_g).
+          interval's training steps, like ``grad_norm_sq``, which is their sum over groups),
+          and the group's effective learning rate and temperature from the protocol
+          (:meth:`~thermonet.theory.protocols.Protocol.group_effective_lr`, at ρ and ρ_g).
         Resets the interval accumulators.
         """
         E, D = self.members, self.dim
@@ -369,19 +370,20 @@ class EnsembleEngine:
                 g = g.to(torch.float64).view(reps, E, D)
                 dev_sq += self.flat.group_sums((g - gbar) ** 2).sum(0)
         group = self._measure_groups(W, gbar, dev_sq, K)
+        # the training steps' squared gradients over the interval, per group; their sum is the whole's
+        group["grad_norm_sq_group"] = self.grad_acc / self.count_acc[:, None]
         rho = torch.linalg.vector_norm(W.to(torch.float64), dim=-1)
         rho2 = rho**2
         tr_w = dev_sq.sum(-1) / max(K, 1)
         gbar_sq = (gbar**2).sum(-1)
-        interval = self.count_acc
         out = {
-            "loss": self.loss_acc / interval,
+            "loss": self.loss_acc / self.count_acc,
             "loss_full": loss,
             "train_accuracy": correct / N,
             "test_loss": test_loss if n_test else torch.full_like(loss, math.nan),
             "test_accuracy": test_correct / n_test if n_test else torch.full_like(loss, math.nan),
             "rho": rho,
-            "grad_norm_sq": self.grad_acc.sum(-1) / interval,
+            "grad_norm_sq": group["grad_norm_sq_group"].sum(-1),
             "trace_sigma": rho2 * tr_w,
             "sigma2": rho2 * tr_w / (D - 1),
             "grad_full_sq": rho2 * gbar_sq,
@@ -419,7 +421,6 @@ class EnsembleEngine:
         dof = torch.as_tensor(self._group_sizes - 1, dtype=torch.float64, device=self.device)
         return {
             "rho_group": torch.sqrt(rho_g2),
-            "grad_norm_sq_group": self.grad_acc / self.count_acc[:, None],
             "trace_sigma_group": tr_g,
             "sigma2_group": torch.where(dof > 0, tr_g / dof.clamp_min(1), math.nan),
             "grad_full_sq_group": rho_g2 * self.flat.group_sums(gbar**2),
