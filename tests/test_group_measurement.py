@@ -201,3 +201,20 @@ def test_queue_entropies_with_and_without_the_standard_error():
     np.testing.assert_array_equal(bare["entropy_sphere"], full["entropy_sphere"])
     np.testing.assert_array_equal(bare["entropy"], full["entropy"])
     assert np.isnan(bare["entropy_se"]).all()
+
+
+def test_a_queue_too_short_for_split_halves_keeps_its_entropy():
+    """N = 3 samples with k = 1: a half has no neighbour, so the split-half error is NaN, but
+    the estimate is the one without the error (it was lost to NaN when the error was required)."""
+    from thermonet.engines.common import queue_entropies
+    from thermonet.estimators import spherical_entropy
+
+    queue = np.random.default_rng(0).normal(size=(2, 3, 5))
+    out = queue_entropies(queue, "chord", 1)
+    expected = spherical_entropy(queue, method="chord")
+    assert np.all(np.isfinite(expected))
+    np.testing.assert_array_equal(out["entropy_sphere"], expected)
+    assert np.isnan(out["entropy_se"]).all()
+    value, error = spherical_entropy(queue, method="chord", return_se=True)
+    np.testing.assert_array_equal(value, expected)
+    assert np.isnan(error).all()

@@ -204,8 +204,9 @@ def spherical_entropy(
         Also return a standard error per estimate (same shape and container): for the
         tangent-space methods the exact Gaussian log-determinant variance plus the excess
         variance of the per-sample surprisal over a Gaussian sample's; for the
-        nearest-neighbour methods the standard error of the mean of the per-sample terms.
-        It measures sampling noise only, not the bias.
+        nearest-neighbour methods split-half (``SPLIT_HALF_REPEATS`` random halves, NaN
+        when a half has fewer than ``k + 1`` samples). It measures sampling noise only,
+        not the bias.
     block_size, memory_bytes, search_dtype:
         Blocking and candidate-search precision of the nearest-neighbour search, see
         :func:`thermonet.estimators.knn_distances` (they do not change the result).
@@ -324,11 +325,8 @@ def _knn_entropy(u, k, method, sizes, block_size, memory_bytes, return_se, sdtyp
         return h, None
     n = u.shape[-2]
     half = n // 2
-    if half < k + 1:
-        raise InputError(
-            f"{what}: the split-half standard error needs N >= 2(k + 1) = {2 * (k + 1)} samples, "
-            f"got N = {n}"
-        )
+    if half < k + 1:  # a half has no k-th neighbour: the error cannot be measured, the estimate stands
+        return h, torch.full_like(h, math.nan)
     gen = torch.Generator().manual_seed(n)
     sq = torch.zeros_like(h)
     for _ in range(SPLIT_HALF_REPEATS):
