@@ -786,3 +786,24 @@ def test_runs_offer_every_estimator_by_its_name():
     from thermonet.runs.options import ENTROPY_METHODS
 
     assert set(ENTROPY_METHODS) == set(ESTIMATOR_METHODS)
+
+
+def test_a_float32_block_with_too_many_candidates_is_searched_again_in_float64(monkeypatch):
+    """Nearly equidistant samples (scaled basis vectors): float32 rounding cannot separate any
+    neighbour, every row needs all N - 1 candidates (> the cap), and the block is searched
+    again in float64; the distances equal the float64 search's exactly."""
+    import thermonet.estimators.knn as knn_module
+
+    x = 3.0 * np.eye(400) + 1e-9 * np.random.default_rng(0).normal(size=(400, 400))
+    expected = knn_distances(x, k=2, search_dtype="float64", block_size=97)
+    dtypes = []
+    block = knn_module._knn_block
+
+    def spy(*args):
+        dtypes.append(args[2].dtype)
+        return block(*args)
+
+    monkeypatch.setattr(knn_module, "_knn_block", spy)
+    got = knn_distances(x, k=2, search_dtype="float32", block_size=97)
+    assert torch.float64 in dtypes and torch.float32 in dtypes  # the re-search happened
+    np.testing.assert_array_equal(got, expected)

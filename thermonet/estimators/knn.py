@@ -182,47 +182,57 @@ def _knn_one_set(
     to exact ties) for either dtype; float32 only takes more candidates. A block whose
     rows need more than ``_MAX_CANDIDATES`` candidates is searched again in float64.
     """
-    n, d = x.shape
+    n = x.shape[0]
     x = x - x.mean(dim=0, keepdim=True)  # translation does not change distances
     sq = (x * x).sum(dim=1)
-    norms = torch.sqrt(sq)
-    nmax = float(norms.max())
-    sqmax = float(sq.max())
     low = search_dtype != torch.float64
-    xs = x.to(search_dtype) if low else x
-    sqs = sq.to(search_dtype) if low else sq
+    xs, sqs = (x.to(search_dtype), sq.to(search_dtype)) if low else (x, sq)
+    out = torch.empty(n, dtype=torch.float64, device=x.device)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        out[start:stop] = _knn_block(x, sq, xs, sqs, start, stop, k)
+    return out
+
+
+def _knn_block(x: torch.Tensor, sq: torch.Tensor, xs: torch.Tensor, sqs: torch.Tensor, start: int, stop: int,
+               k: int) -> torch.Tensor:
+    """Rows ``start:stop`` of :func:`_knn_one_set` for the centred set ``x`` (squared norms
+    ``sq``), with candidates from the product of ``xs``, ``sqs`` (``x``, ``sq`` in the search
+    dtype); a float32 block whose rows need more than ``_MAX_CANDIDATES`` candidates is
+    searched again in float64."""
+    n, d = x.shape
+    search_dtype = xs.dtype
+    low = search_dtype != torch.float64
     u = _unit_roundoff(search_dtype, x.device)
     c = _gram_error_bound(d, u)
     c64 = _gram_error_bound(d, 2.0**-53)
     bound_sq = 2.0 * c64 + 8.0 * 2.0**-53 + (8.0 * u if low else 0.0)
-    out = torch.empty(n, dtype=torch.float64, device=x.device)
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        local = torch.arange(stop - start, device=x.device)
-        d2 = torch.addmm(sqs[start:stop, None] + sqs[None, :], xs[start:stop], xs.T, beta=1.0, alpha=-2.0)
-        d2[local, local + start] = math.inf  # exclude self
-        # E_i >= |computed − exact| for every entry of these rows
-        err = 2.0 * c * norms[start:stop] * nmax + bound_sq * (sq[start:stop] + sqmax)
-        m = min(k + _FIRST_EXTRA[search_dtype], n - 1)
-        vals, cand = torch.topk(d2, m, dim=1, largest=False, sorted=True)
-        vals = vals.to(torch.float64)
-        thr = vals[:, k - 1] + 2.0 * err
-        counts = (vals <= thr[:, None]).sum(dim=1)  # provable candidates among the first m
-        short = counts >= m if m < n - 1 else torch.zeros_like(counts, dtype=torch.bool)
-        if bool(short.any()):
-            # these rows have m or more provable candidates: count them all
-            idx = torch.nonzero(short).flatten()
-            need = int((d2[idx].to(torch.float64) <= thr[idx, None]).sum(dim=1).max())
-            if need > _MAX_CANDIDATES and low:
-                del d2, vals, cand
-                out[start:stop] = _knn_rows_float64(x, sq, start, stop, k)
-                continue
-            cand_s = torch.topk(d2[idx], min(need, n - 1), dim=1, largest=False, sorted=False).indices
-            out[start + idx] = _exact_kth(x[start + idx], x, cand_s, k)
-        del d2, vals
-        keep = torch.nonzero(~short).flatten()
-        if keep.numel():
-            out[start + keep] = _exact_kth(x[start + keep], x, cand[keep], k, counts[keep])
+    local = torch.arange(stop - start, device=x.device)
+    d2 = torch.addmm(sqs[start:stop, None] + sqs[None, :], xs[start:stop], xs.T, beta=1.0, alpha=-2.0)
+    d2[local, local + start] = math.inf  # exclude self
+    # E_i >= |computed − exact| for every entry of these rows
+    err = 2.0 * c * torch.sqrt(sq[start:stop]) * float(torch.sqrt(sq.max())) + bound_sq * (sq[start:stop]
+                                                                                          + float(sq.max()))
+    m = min(k + _FIRST_EXTRA[search_dtype], n - 1)
+    vals, cand = torch.topk(d2, m, dim=1, largest=False, sorted=True)
+    vals = vals.to(torch.float64)
+    thr = vals[:, k - 1] + 2.0 * err
+    counts = (vals <= thr[:, None]).sum(dim=1)  # provable candidates among the first m
+    short = counts >= m if m < n - 1 else torch.zeros_like(counts, dtype=torch.bool)
+    out = torch.empty(stop - start, dtype=torch.float64, device=x.device)
+    if bool(short.any()):
+        # these rows have m or more provable candidates: count them all
+        idx = torch.nonzero(short).flatten()
+        need = int((d2[idx].to(torch.float64) <= thr[idx, None]).sum(dim=1).max())
+        if need > _MAX_CANDIDATES and low:
+            del d2, vals, cand
+            return _knn_block(x, sq, x, sq, start, stop, k)
+        cand_s = torch.topk(d2[idx], min(need, n - 1), dim=1, largest=False, sorted=False).indices
+        out[idx] = _exact_kth(x[start + idx], x, cand_s, k)
+    del d2, vals
+    keep = torch.nonzero(~short).flatten()
+    if keep.numel():
+        out[keep] = _exact_kth(x[start + keep], x, cand[keep], k, counts[keep])
     return out
 
 
@@ -245,24 +255,6 @@ def _exact_kth(
             if sel.numel():
                 exact[sel, j] = torch.linalg.vector_norm(xb[sel] - x[cand[sel, j]], dim=1)
     return torch.kthvalue(exact, k, dim=1).values
-
-
-def _knn_rows_float64(x: torch.Tensor, sq: torch.Tensor, start: int, stop: int, k: int) -> torch.Tensor:
-    """Rows ``start:stop`` of the centred set ``x``, candidates from a float64 product."""
-    n, d = x.shape
-    norms_b = torch.sqrt(sq[start:stop])
-    c64 = _gram_error_bound(d, 2.0**-53)
-    local = torch.arange(stop - start, device=x.device)
-    d2 = torch.addmm(sq[start:stop, None] + sq[None, :], x[start:stop], x.T, beta=1.0, alpha=-2.0)
-    d2[local, local + start] = math.inf
-    err = 2.0 * c64 * norms_b * float(torch.sqrt(sq.max())) + (2.0 * c64 + 8.0 * 2.0**-53) * (
-        sq[start:stop] + float(sq.max()))
-    kth = torch.kthvalue(d2, k, dim=1).values
-    m = int((d2 <= (kth + 2.0 * err)[:, None]).sum(dim=1).max())
-    m = min(max(m, k), n - 1)
-    cand = torch.topk(d2, m, dim=1, largest=False, sorted=False).indices
-    del d2
-    return _exact_kth(x[start:stop], x, cand, k)
 
 
 def knn_distances(
